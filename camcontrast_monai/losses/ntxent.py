@@ -1,0 +1,44 @@
+"""Stage-2 loss: symmetric NT-Xent over image and heatmap projections (Eq. 5, Algorithm 1 lines 24-29)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ImageHeatmapNTXentLoss", "nt_xent"]
+
+
+def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Eq. 5, ``-log exp(z_i.z_j/tau) / sum_{k != i} exp(z_i.z_k/tau)``, averaged over all 2B anchors.
+
+    Row i of ``z_a`` and row i of ``z_b`` are a positive pair; each anchor's negatives are the other
+    2B - 2 vectors of both sets. Inputs are L2-normalised here. The softmax is evaluated as a
+    log-sum-exp (through ``cross_entropy``), so it stays finite at tau = 0.01 where a plain
+    exp/sum (MONAI's ``ContrastiveLoss``) overflows to NaN. Computed in float32 even under autocast.
+    """
+    if z_a.ndim != 2 or z_a.shape != z_b.shape:
+        raise ValueError(f"expected two (B, D) projections of equal shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    batch_size = z_a.shape[0]
+    z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
+    similarity = z @ z.T / temperature
+    self_pairs = torch.eye(2 * batch_size, dtype=torch.bool, device=z.device)
+    similarity = similarity.masked_fill(self_pairs, float("-inf"))  # k != i in the denominator
+    anchors = torch.arange(batch_size, device=z.device)
+    positives = torch.cat([anchors + batch_size, anchors])
+    return F.cross_entropy(similarity, positives)
+
+
+class ImageHeatmapNTXentLoss(nn.Module):
+    """CAMContrast's contrastive loss: ``loss(z_image, z_heatmap)`` for ``(B, D)`` projections, tau = 0.05."""
+
+    def __init__(self, temperature: float = 0.05) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, z_image: torch.Tensor, z_heatmap: torch.Tensor) -> torch.Tensor:
+        return nt_xent(z_image, z_heatmap, self.temperature)

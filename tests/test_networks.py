@@ -1,0 +1,89 @@
+import pytest
+import torch
+from monai.networks.nets import BasicUNet
+
+from camcontrast_monai.networks import (
+    CAMClassifier,
+    CAMContrastNet,
+    HeatmapEncoder,
+    UNetEncoder,
+    class_activation_maps,
+    minmax_normalize,
+    unet_features,
+)
+
+
+def test_paper_width_encoder_is_64_to_1024_channels():
+    assert unet_features(64) == (64, 128, 256, 512, 1024)
+    encoder = UNetEncoder(spatial_dims=2, in_channels=3)
+    assert encoder.out_channels == 1024
+    assert encoder.down_4.convs.conv_1.conv.out_channels == 1024
+
+
+@pytest.mark.parametrize("spatial_dims,shape", [(2, (2, 3, 64, 48)), (3, (1, 1, 32, 16, 32))])
+def test_encoder_downsamples_by_16(spatial_dims, shape):
+    encoder = UNetEncoder(spatial_dims, in_channels=shape[1], width=2)
+    levels = encoder.forward_levels(torch.randn(shape))
+    assert [level.shape[1] for level in levels] == [2, 4, 8, 16, 32]
+    assert levels[-1].shape[2:] == tuple(s // 16 for s in shape[2:])
+
+
+def test_encoder_weights_load_into_monai_basic_unet_key_for_key():
+    encoder = UNetEncoder(spatial_dims=2, in_channels=3, width=4)
+    unet = BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(4, 8, 16, 32, 64, 4), act="relu", norm="batch")
+    result = unet.load_state_dict(encoder.state_dict(), strict=False)
+    assert result.unexpected_keys == []
+    assert all(key.startswith(("upcat_", "final_conv")) for key in result.missing_keys)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(unet.state_dict()[key], value)
+
+
+def test_cam_is_the_class_weighted_sum_of_feature_maps():
+    torch.manual_seed(0)
+    features, weights = torch.randn(2, 5, 3, 4), torch.randn(3, 5)
+    cams = class_activation_maps(features, weights)
+    for b in range(2):
+        for c in range(3):
+            expected = sum(weights[c, i] * features[b, i] for i in range(5))
+            assert torch.allclose(cams[b, c], expected, atol=1e-6)
+
+
+def test_classifier_logits_are_gap_of_cams_plus_bias():
+    torch.manual_seed(1)
+    model = CAMClassifier(spatial_dims=2, in_channels=3, width=2).eval()
+    x = torch.randn(3, 3, 32, 32)
+    logits, cams = model.forward_with_cams(x)
+    assert cams.shape == (3, 2, 2, 2)
+    assert torch.allclose(logits, model(x), atol=1e-6)
+    assert torch.allclose(cams, model.cams(x), atol=1e-6)
+    assert torch.allclose(logits, cams.mean(dim=(2, 3)) + model.classifier.bias, atol=1e-5)
+
+
+def test_classifier_accepts_a_custom_encoder():
+    model = CAMClassifier(encoder=torch.nn.Identity(), feature_channels=4)
+    assert model(torch.randn(2, 4, 3, 3)).shape == (2, 2)
+    with pytest.raises(ValueError, match="feature_channels"):
+        CAMClassifier(encoder=torch.nn.Identity())
+
+
+def test_minmax_normalize_each_sample_and_channel_on_its_own():
+    maps = torch.tensor([[[[0.0, 10.0]], [[4.0, 4.0]]], [[[-1.0, 1.0]], [[2.0, 6.0]]]])
+    expected = torch.tensor([[[[0.0, 1.0]], [[0.0, 0.0]]], [[[0.0, 1.0]], [[0.0, 1.0]]]])
+    assert torch.equal(minmax_normalize(maps), expected)
+
+
+def test_heatmap_encoder_has_no_bias_and_maps_all_empty_heatmaps_to_one_vector():
+    encoder = HeatmapEncoder(spatial_dims=2)
+    assert all(not name.endswith("bias") for name, _ in encoder.named_parameters())
+    assert len([m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d)]) == 3
+    out = encoder(torch.zeros(4, 1, 7, 7))
+    assert torch.equal(out, torch.zeros(4, 256))
+    assert HeatmapEncoder(spatial_dims=3, channels=(2, 3, 5))(torch.rand(2, 1, 3, 3, 3)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("spatial_dims,image,heatmap", [(2, (2, 3, 32, 32), (2, 1, 2, 2)), (3, (2, 1, 16, 16, 16), (2, 1, 1, 1, 1))])
+def test_contrastive_net_projects_both_views_to_128_d(spatial_dims, image, heatmap):
+    net = CAMContrastNet(spatial_dims=spatial_dims, in_channels=image[1], width=2, heatmap_channels=(4, 4, 4))
+    z_image, z_heatmap = net(torch.randn(image), torch.rand(heatmap))
+    assert z_image.shape == z_heatmap.shape == (2, 128)
+    assert net.embed_image(torch.randn(image)).shape == (2, 32)
