@@ -79,7 +79,7 @@ def attention_per_sample(cam, logit, label):
         values = cam[c].double().flatten().tolist()
         low, high = min(values), max(values)
         maps.append([(v - low) / (high - low) if high > low else 0.0 for v in values])
-    return sum(1 - m0 + m1 for m0, m1 in zip(*maps)) / len(maps[0])
+    return sum(1 - m0 + m1 for m0, m1 in zip(*maps, strict=True)) / len(maps[0])
 
 
 def test_attention_loss_hand_computed():

@@ -35,7 +35,7 @@ class HeatmapEncoder(nn.Module):
             raise ValueError(f"the heatmap encoder has three conv layers, got channels={tuple(channels)}")
         conv_type = Conv[Conv.CONV, spatial_dims]
         layers: list[nn.Module] = []
-        for c_in, c_out in zip((in_channels, *channels[:-1]), channels):
+        for c_in, c_out in zip((in_channels, *channels[:-1]), channels, strict=True):
             layers += [conv_type(c_in, c_out, kernel_size=3, padding=1, bias=bias), nn.ReLU(inplace=True)]
         self.convs = nn.Sequential(*layers)
         self.out_channels = channels[-1]
