@@ -1,0 +1,100 @@
+"""Markdown tables and JSON files for experiment reports, written so a crash never leaves half a file."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from camcontrast_monai.io import atomic_path
+
+__all__ = ["markdown_table", "write_json"]
+
+_MISSING = "n/a"
+
+
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, float_format: str = "{:.3f}"
+) -> str:
+    """A GitHub-flavoured markdown table, one line per row, ending in a newline.
+
+    ``columns`` defaults to every key in order of first appearance. Cells: floats go through
+    ``float_format``; NaN becomes "n/a"; a ``(mean, std)`` tuple becomes "0.512 ± 0.031" (just the mean
+    when the std is NaN, e.g. a single seed); a missing key is left empty; "|" in text is escaped.
+    """
+    if columns is None:
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = [
+        _table_line(columns),
+        _table_line(["---"] * len(columns)),
+        *(
+            _table_line([_format_cell(row.get(column, ""), float_format) for column in columns])
+            for row in rows
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as JSON (sorted keys, indent 2) atomically; returns the path.
+
+    Numpy and torch scalars/arrays become plain numbers/lists, tuples become lists, paths become
+    strings, and NaN or infinite floats become ``null`` (strict JSON has no NaN).
+    """
+    text = json.dumps(_to_json_compatible(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def _table_line(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _format_cell(value: Any, float_format: str) -> str:
+    if isinstance(value, tuple) and len(value) == 2:
+        mean, std = (_plain_scalar(v) for v in value)
+        if _is_nan(std):
+            return _format_cell(mean, float_format)
+        return f"{_format_cell(mean, float_format)} ± {_format_cell(std, float_format)}"
+    value = _plain_scalar(value)
+    if value is None or _is_nan(value):
+        return _MISSING
+    if isinstance(value, float):
+        return float_format.format(value)
+    return str(value).replace("|", "\\|")
+
+
+def _plain_scalar(value: Any) -> Any:
+    """Numpy/torch scalars as Python numbers, so formatting treats them like floats and ints."""
+    if isinstance(value, (np.generic, torch.Tensor)) and np.ndim(value) == 0:
+        return value.item()
+    return value
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isnan(value)
+
+
+def _to_json_compatible(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(key): _to_json_compatible(value) for key, value in obj.items()}
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        return _to_json_compatible(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _to_json_compatible(obj.item())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
+        return [_to_json_compatible(item) for item in items]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
