@@ -6,16 +6,28 @@ from camcontrast_monai.networks.contrastive import (
     ProjectionHead,
     global_average_pool,
 )
+from camcontrast_monai.networks.downstream import (
+    EncoderClassifier,
+    MultiHeadCrossEntropyLoss,
+    encoder_classifier,
+    load_encoder_weights,
+    pretrained_unet,
+)
 from camcontrast_monai.networks.unet_encoder import UNetEncoder, unet_features
 
 __all__ = [
     "CAMClassifier",
     "CAMContrastNet",
+    "EncoderClassifier",
     "HeatmapEncoder",
+    "MultiHeadCrossEntropyLoss",
     "ProjectionHead",
     "UNetEncoder",
     "class_activation_maps",
+    "encoder_classifier",
     "global_average_pool",
+    "load_encoder_weights",
     "minmax_normalize",
+    "pretrained_unet",
     "unet_features",
 ]

@@ -1,0 +1,27 @@
+from camcontrast_monai.metrics.downstream import (
+    AveragePrecision,
+    AveragePrecisionMetric,
+    JointAccuracy,
+    JointAccuracyMetric,
+    MeanF1,
+    MeanF1Metric,
+    average_precision,
+    binary_f1,
+    joint_accuracy,
+    mean_average_precision,
+    mean_f1,
+)
+
+__all__ = [
+    "AveragePrecision",
+    "AveragePrecisionMetric",
+    "JointAccuracy",
+    "JointAccuracyMetric",
+    "MeanF1",
+    "MeanF1Metric",
+    "average_precision",
+    "binary_f1",
+    "joint_accuracy",
+    "mean_average_precision",
+    "mean_f1",
+]
