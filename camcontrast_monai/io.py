@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_path", "atomic_torch_save"]
+__all__ = ["atomic_path", "atomic_torch_save", "load_weights"]
 
 
 @contextmanager
@@ -38,3 +38,21 @@ def atomic_torch_save(obj: object, path: str | os.PathLike) -> Path:
     with atomic_path(path) as temporary:
         torch.save(obj, temporary)
     return Path(path)
+
+
+def load_weights(module: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load a plain state dict file into ``module`` strictly (every key, every shape) and return the module.
+
+    ``weights_only=True``: a file that holds anything but tensors is refused, never unpickled.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no weights file at {path}: run the stage that writes it first")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a plain PyTorch state dict (refused to unpickle it): {error}") from error
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not fit {type(module).__name__}: {error}") from error
+    return module

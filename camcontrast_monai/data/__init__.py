@@ -1,0 +1,31 @@
+from camcontrast_monai.data.datalists import downstream_splits, read_mask_datalist, subsample_by_patient
+from camcontrast_monai.data.datasets import FixedCropDataset
+from camcontrast_monai.data.readers import (
+    read_idrid_grading,
+    read_image_label_csv,
+    read_odir_annotations,
+    split_by_patient,
+)
+from camcontrast_monai.data.synthetic_fundus import (
+    LESION_TYPES,
+    MASK_NAMES,
+    FundusSample,
+    generate_fundus,
+    write_fundus_dataset,
+)
+
+__all__ = [
+    "LESION_TYPES",
+    "MASK_NAMES",
+    "FixedCropDataset",
+    "FundusSample",
+    "downstream_splits",
+    "generate_fundus",
+    "read_idrid_grading",
+    "read_image_label_csv",
+    "read_mask_datalist",
+    "read_odir_annotations",
+    "split_by_patient",
+    "subsample_by_patient",
+    "write_fundus_dataset",
+]

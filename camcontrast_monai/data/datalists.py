@@ -1,0 +1,75 @@
+"""Downstream datalists: segmentation mask lookup, train/val/test splits and label fractions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from camcontrast_monai.data.readers import split_by_patient
+
+__all__ = ["downstream_splits", "read_mask_datalist", "subsample_by_patient"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def subsample_by_patient(datalist: Sequence[dict], fraction: float, seed: int = 0, patient_key: str = "patient_id") -> list[dict]:
+    """Keep ``fraction`` of the entries, whole patients at a time (the paper's low-label settings)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return list(datalist)
+    kept = split_by_patient(datalist, (fraction, 1 - fraction), seed=seed, patient_key=patient_key)[0]
+    if not kept:
+        raise ValueError(f"label fraction {fraction} of {len(datalist)} entries keeps no entry")
+    return kept
+
+
+def downstream_splits(
+    datalist: Sequence[dict],
+    fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+    label_fraction: float = 1.0,
+    patient_key: str = "patient_id",
+) -> dict[str, list[dict]]:
+    """Seeded ``train``/``val``/``test`` split by patient, then ``label_fraction`` of ``train`` kept.
+
+    The test and validation sets depend only on ``seed``, never on the label fraction, so results at
+    different fractions and initialisations are measured on the same images.
+    """
+    train, val, test = split_by_patient(datalist, fractions, seed=seed, patient_key=patient_key)
+    if not (train and val and test):
+        raise ValueError(
+            f"{len(datalist)} entries are too few for a train/val/test split of {list(fractions)}: "
+            f"got {len(train)}/{len(val)}/{len(test)}"
+        )
+    return {"train": subsample_by_patient(train, label_fraction, seed + 1, patient_key), "val": val, "test": test}
+
+
+def read_mask_datalist(image_dir: str, mask_patterns: Mapping[str, str]) -> list[dict]:
+    """Pair every image in ``image_dir`` with its masks: ``{"image": path, name: mask path, ...}``.
+
+    ``mask_patterns`` maps a mask name to a path template with ``{stem}`` (the image file name without
+    extension), e.g. ``{"MA": "data/masks/MA/{stem}.png"}`` for the synthetic layout or
+    ``{"MA": ".../1. Microaneurysms/{stem}_MA.tif"}`` for IDRiD's. Every image must have every mask;
+    all missing files are listed in one error.
+    """
+    folder = Path(image_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    datalist, missing = [], []
+    for image in images:
+        entry = {"image": str(image)}
+        for name, pattern in mask_patterns.items():
+            mask = Path(pattern.format(stem=image.stem))
+            entry[name] = str(mask)
+            if not mask.is_file():
+                missing.append(f"{name} mask for {image.name}: {mask}")
+        datalist.append(entry)
+    if missing:
+        shown = "\n  ".join(missing[:10])
+        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise FileNotFoundError(f"{len(missing)} mask files are missing:\n  {shown}{more}")
+    return datalist

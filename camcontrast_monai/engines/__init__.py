@@ -1,0 +1,17 @@
+from camcontrast_monai.engines.evaluation import evaluate_best_model
+from camcontrast_monai.engines.handlers import History, ProgressBar, ResumableCheckpoint, latest_checkpoint
+from camcontrast_monai.engines.heatmaps import generate_heatmaps, heatmap_id
+from camcontrast_monai.engines.trainers import Stage1Trainer, Stage2Trainer, autocast_context
+
+__all__ = [
+    "History",
+    "ProgressBar",
+    "ResumableCheckpoint",
+    "Stage1Trainer",
+    "Stage2Trainer",
+    "autocast_context",
+    "evaluate_best_model",
+    "generate_heatmaps",
+    "heatmap_id",
+    "latest_checkpoint",
+]

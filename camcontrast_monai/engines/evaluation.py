@@ -1,0 +1,50 @@
+"""Final test evaluation of a fine-tuned model: best validation checkpoint -> test metrics JSON."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from monai.engines import Evaluator
+
+from camcontrast_monai.io import load_weights
+from camcontrast_monai.report.tables import write_json
+
+__all__ = ["evaluate_best_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_best_model(
+    evaluator: Evaluator,
+    best_model_path: str,
+    output_path: str,
+    details: Mapping[str, Any] | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Load the best validation weights into ``evaluator.network``, run it once, write the metrics.
+
+    The JSON holds ``metrics`` (the evaluator's metric values), then for each ``details`` entry the
+    named metric handler's ``per_head`` / ``per_class`` values (read after the run), and ``info``
+    (task, initialisation, label fraction, seed, split sizes) so every number says where it came from.
+    If validation never saved a best model (e.g. zero epochs), the current weights are evaluated and
+    the JSON says so.
+    """
+    from_best = Path(best_model_path).is_file()
+    if from_best:
+        load_weights(evaluator.network, best_model_path)
+    else:
+        logger.warning("no best model at %s: evaluating the current weights", best_model_path)
+    evaluator.run()
+    result: dict[str, Any] = {
+        "metrics": dict(evaluator.state.metrics),
+        "weights": str(best_model_path) if from_best else "last",
+        **dict(info or {}),
+    }
+    for name, handler in (details or {}).items():
+        result[name] = getattr(handler, name)
+    write_json(result, output_path)
+    logger.info("test metrics %s written to %s", result["metrics"], output_path)
+    return result

@@ -1,0 +1,105 @@
+"""Ignite trainers for the two CAMContrast stages, built on MONAI's ``SupervisedTrainer``.
+
+Both stages need more than ``loss(network(image), label)``: stage 1 also needs the CAMs of the same
+forward pass (Eq. 2-4) and stage 2 feeds two views to two encoders (Eq. 5). So each trainer keeps
+everything ``SupervisedTrainer`` offers (handlers, events, metrics, checkpoints) and replaces only
+the iteration. Optional autocast (bf16 on CPU or GPU) wraps the forward pass; the losses cast to
+float32 themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents
+from monai.utils import CommonKeys as Keys
+
+__all__ = ["Stage1Trainer", "Stage2Trainer", "autocast_context"]
+
+_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def autocast_context(device: torch.device | str, dtype: str | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``dtype`` ("bfloat16"/"float16") on the device's type, or a no-op for None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    if dtype not in _AUTOCAST_DTYPES:
+        raise ValueError(f"autocast dtype must be one of {sorted(_AUTOCAST_DTYPES)} or None, got {dtype!r}")
+    return torch.autocast(torch.device(device).type, dtype=_AUTOCAST_DTYPES[dtype])
+
+
+class _TwoStageTrainer(SupervisedTrainer):
+    """A ``SupervisedTrainer`` whose iteration calls :meth:`forward_loss` instead of inferer + loss."""
+
+    def __init__(self, *args: Any, autocast_dtype: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("decollate", False)
+        super().__init__(*args, **kwargs)
+        self.autocast_dtype = autocast_dtype
+        autocast_context(self.state.device, autocast_dtype)  # validate the dtype now, not at iteration 1
+
+    def _to_device(self, batch: Mapping[str, Any], key: str) -> torch.Tensor:
+        if key not in batch:
+            raise KeyError(f"{type(self).__name__} needs '{key}' in every batch, got keys {sorted(batch)}")
+        return torch.as_tensor(batch[key]).to(self.state.device, non_blocking=self.non_blocking)
+
+    def forward_loss(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _iteration(self, engine: SupervisedTrainer, batchdata: Mapping[str, Any]) -> dict[str, Any]:
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        with autocast_context(engine.state.device, self.autocast_dtype):
+            engine.state.output = self.forward_loss(batchdata)
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        engine.state.output[Keys.LOSS].backward()
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        engine.optimizer.step()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+
+class Stage1Trainer(_TwoStageTrainer):
+    """Stage 1: trains a :class:`~camcontrast_monai.networks.CAMClassifier` on coarse labels with Eq. 2.
+
+    ``loss_function`` is a :class:`~camcontrast_monai.losses.CAMClassifierLoss`; the network must offer
+    ``forward_with_cams``. Batches are dicts with ``image_key`` and ``label_key``. The output dict
+    holds ``image``, ``label``, ``pred`` (logits), ``loss`` and its ``cross_entropy`` and
+    ``attention`` terms, so handlers can log each.
+    """
+
+    def __init__(self, *args: Any, image_key: str = "image", label_key: str = "label", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.image_key, self.label_key = image_key, label_key
+
+    def forward_loss(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        images = self._to_device(batch, self.image_key)
+        labels = self._to_device(batch, self.label_key).reshape(-1).long()
+        logits, cams = self.network.forward_with_cams(images)
+        terms = self.loss_function.terms(logits, cams, labels)
+        return {Keys.IMAGE: images, Keys.LABEL: labels, Keys.PRED: logits, **terms}
+
+
+class Stage2Trainer(_TwoStageTrainer):
+    """Stage 2: trains a :class:`~camcontrast_monai.networks.CAMContrastNet` on image/heatmap crop pairs.
+
+    ``loss_function`` is an :class:`~camcontrast_monai.losses.ImageHeatmapNTXentLoss`. Batches are
+    dicts with the (augmented) image crops under ``image_key`` and the matching heatmap crops under
+    ``heatmap_key``. The output dict holds ``loss`` and the two projections.
+    """
+
+    def __init__(self, *args: Any, image_key: str = "image", heatmap_key: str = "heatmap", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.image_key, self.heatmap_key = image_key, heatmap_key
+
+    def forward_loss(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        images = self._to_device(batch, self.image_key)
+        heatmaps = self._to_device(batch, self.heatmap_key)
+        z_image, z_heatmap = self.network(images, heatmaps)
+        return {Keys.LOSS: self.loss_function(z_image, z_heatmap), "z_image": z_image, "z_heatmap": z_heatmap}
