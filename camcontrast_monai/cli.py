@@ -1,5 +1,6 @@
 """The ``camcontrast`` command line (python-fire).
 
+    camcontrast demo [--quick] [--out DIR]
     camcontrast synth fundus --out DIR --n N --seed S
 """
 
@@ -34,7 +35,7 @@ class Synth:
         manifest = write_fundus_dataset(
             Path(out), n=n, seed=seed, image_size=image_size, class_ratio=class_ratio, image_format=image_format
         )
-        counts = manifest["counts"]
+        counts = manifest["class_counts"]
         return f"wrote {n} images to {out} ({counts})"
 
 
@@ -43,6 +44,19 @@ class CLI:
 
     def __init__(self) -> None:
         self.synth = Synth()
+
+    def demo(self, out: str = "demo_output", quick: bool = False, seed: int = 0, num_workers: int = 2) -> None:
+        """Synthetic data -> stage 1 -> heatmaps -> stage 2 -> fine-tuning (random vs CAMContrast) -> report.
+
+        Args:
+            out: folder for data, runs and the report (report/README.md).
+            quick: a ~2-minute smoke run at tiny sizes instead of the ~15-minute default.
+            seed: seed of the data, splits and training.
+            num_workers: data-loading worker processes.
+        """
+        from camcontrast_monai.demo import run_demo
+
+        run_demo(out=out, quick=quick, seed=seed, num_workers=num_workers)
 
 
 def main() -> None:
