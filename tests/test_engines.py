@@ -1,0 +1,130 @@
+import json
+
+import pytest
+import torch
+from monai.transforms import Lambdad
+
+from camcontrast_monai.data import FixedCropDataset
+from camcontrast_monai.engines import History, ResumableCheckpoint, Stage1Trainer, Stage2Trainer, latest_checkpoint
+from camcontrast_monai.losses import CAMClassifierLoss, ImageHeatmapNTXentLoss
+from camcontrast_monai.networks import CAMClassifier, CAMContrastNet
+
+
+def stage1_batches():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(12, 3, 32, 32, generator=generator)
+    labels = torch.tensor([0, 1] * 6)
+    return [{"image": images[i : i + 4], "label": labels[i : i + 4]} for i in range(0, 12, 4)]
+
+
+def stage1_trainer(save_dir, history_path, max_epochs, seed=0):
+    torch.manual_seed(seed)
+    network = CAMClassifier(width=2)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9)
+    handlers = [
+        ResumableCheckpoint(str(save_dir), {"network": network, "optimizer": optimizer}),
+        History(str(history_path), keys=("loss", "attention")),
+    ]
+    trainer = Stage1Trainer(
+        device="cpu", max_epochs=max_epochs, train_data_loader=stage1_batches(), network=network,
+        optimizer=optimizer, loss_function=CAMClassifierLoss(), train_handlers=handlers,
+    )  # fmt: skip
+    return trainer, network
+
+
+def test_resumed_run_continues_with_identical_losses_and_weights(tmp_path):
+    straight, straight_net = stage1_trainer(tmp_path / "a", tmp_path / "a.json", max_epochs=3)
+    straight.run()
+
+    first, _ = stage1_trainer(tmp_path / "b", tmp_path / "b.json", max_epochs=1)
+    first.run()
+    assert latest_checkpoint(tmp_path / "b").name == "checkpoint_3.pt"
+    # a new process: new objects with a different initialisation, restored from the checkpoint
+    resumed, resumed_net = stage1_trainer(tmp_path / "b", tmp_path / "b.json", max_epochs=3, seed=123)
+    resumed.run()
+
+    assert resumed.state.iteration == 9 and resumed.state.epoch == 3
+    for key, value in straight_net.state_dict().items():
+        assert torch.equal(value, resumed_net.state_dict()[key]), key
+    straight_history = json.loads((tmp_path / "a.json").read_text())
+    resumed_history = json.loads((tmp_path / "b.json").read_text())
+    assert resumed_history == straight_history
+    assert [step for step, _ in resumed_history["loss"]] == list(range(1, 10))
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["checkpoint_9.pt"]  # the epoch-1 file is pruned
+
+
+def test_checkpoints_refuse_pickled_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"network": Payload()}, tmp_path / "ckpt" / "checkpoint_5.pt")
+    trainer, _ = stage1_trainer(tmp_path / "ckpt", tmp_path / "h.json", max_epochs=1)
+    with pytest.raises(Exception, match="Weights only load failed|weights_only"):
+        trainer.run()
+
+
+def test_history_from_metrics_records_per_epoch(tmp_path):
+    history = History(str(tmp_path / "val.json"), keys=("val_auc",), source="metrics")
+    with pytest.raises(ValueError, match="source"):
+        History(str(tmp_path / "x.json"), source="bogus")
+
+    class FakeEngine:
+        class state:
+            epoch = 2
+            metrics = {"val_auc": 0.75, "other": 1.0}
+
+    history._record(FakeEngine)
+    assert json.loads((tmp_path / "val.json").read_text()) == {"val_auc": [[2, 0.75]]}
+
+
+def test_stage1_trainer_reports_loss_terms_under_bf16_autocast():
+    torch.manual_seed(0)
+    network = CAMClassifier(width=2)
+    trainer = Stage1Trainer(
+        device="cpu", max_epochs=1, train_data_loader=stage1_batches()[:1], network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.01), loss_function=CAMClassifierLoss(),
+        autocast_dtype="bfloat16",
+    )  # fmt: skip
+    trainer.run()
+    output = trainer.state.output
+    assert output["pred"].shape == (4, 2)
+    assert torch.isfinite(output["loss"]) and output["loss"].dtype == torch.float32
+    assert output["loss"].item() == pytest.approx(output["cross_entropy"].item() + 0.01 * output["attention"].item(), rel=1e-5)
+    with pytest.raises(ValueError, match="autocast dtype"):
+        Stage1Trainer(device="cpu", max_epochs=1, train_data_loader=[], network=network, optimizer=trainer.optimizer,
+                      loss_function=CAMClassifierLoss(), autocast_dtype="int8")  # fmt: skip
+
+
+def test_fixed_crop_dataset_serves_every_crop_of_every_image():
+    images = [torch.arange(3 * 32 * 32, dtype=torch.float32).reshape(3, 32, 32) + 10_000 * i for i in range(2)]
+    heatmaps = [torch.arange(4, dtype=torch.float32).reshape(1, 2, 2) + 100 * i for i in range(2)]
+    data = [{"image": images[i], "heatmap": heatmaps[i], "label": i} for i in range(2)]
+    dataset = FixedCropDataset(data, image_transform=Lambdad("image", lambda x: x), progress=False, num_workers=0)
+    assert len(dataset) == 10
+    sample = dataset[7]  # image 1, crop 2 = bottom-left
+    assert sample["crop_index"] == 2 and sample["label"] == 1
+    assert torch.equal(sample["image"], images[1][:, 16:, :16])
+    assert torch.equal(sample["heatmap"], heatmaps[1][:, 1:, :1])
+    with pytest.raises(ValueError, match="empty"):
+        FixedCropDataset([], image_transform=Lambdad("image", lambda x: x))
+
+
+def test_stage2_trainer_learns_to_match_images_to_heatmaps():
+    torch.manual_seed(0)
+    images = torch.rand(8, 3, 32, 32)
+    heatmaps = torch.rand(8, 1, 2, 2)
+    network = CAMContrastNet(width=2, heatmap_channels=(4, 4, 4), projection_dim=16)
+    loss = ImageHeatmapNTXentLoss(temperature=0.5)
+    trainer = Stage2Trainer(
+        device="cpu", max_epochs=30, train_data_loader=[{"image": images, "heatmap": heatmaps}], network=network,
+        optimizer=torch.optim.Adam(network.parameters(), lr=1e-2), loss_function=loss,
+    )  # fmt: skip
+    with torch.no_grad():
+        before = loss(*network.eval()(images, heatmaps)).item()
+    trainer.run()
+    with torch.no_grad():
+        after = loss(*network.eval()(images, heatmaps)).item()
+    assert trainer.state.output["z_image"].shape == (8, 16)
+    assert after < before - 0.5

@@ -1,0 +1,106 @@
+"""Every config of the fundus bundle, run through MONAI's bundle machinery on tiny generated data."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from camcontrast_monai.data import write_fundus_dataset
+from camcontrast_monai.demo import bundle_path, run_bundle
+from camcontrast_monai.networks import CAMClassifier, pretrained_unet
+
+BUNDLE = bundle_path()
+IMAGE_SIZE, WIDTH = 64, 2
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Stage 1 -> heatmaps -> stage 2 once for the whole module; returns the paths and overrides."""
+    root = tmp_path_factory.mktemp("fundus_bundle")
+    write_fundus_dataset(root / "data" / "pretrain", n=16, seed=0, image_size=64)
+    write_fundus_dataset(root / "data" / "downstream", n=15, seed=1, image_size=64)
+    common = {
+        "bundle_root": str(BUNDLE),
+        "dataset_dir": str(root / "data"),
+        "output_dir": str(root / "runs"),
+        "encoder_path": str(root / "models" / "model.pt"),
+        "width": WIDTH,
+        "image_size": IMAGE_SIZE,
+        "num_workers": 0,
+    }
+    stage1 = run_bundle(
+        BUNDLE, ["common.json", "stage1.json"], "train", **common, stage1_epochs=2, stage1_batch_size=4, stage1_val_fraction=0.25
+    )
+    run_bundle(BUNDLE, ["common.json", "heatmaps.json"], **common)
+    pretrain = run_bundle(
+        BUNDLE, ["common.json", "pretrain.json"], "train", **common, pretrain_epochs=1, pretrain_batch_size=20
+    )
+    return {"root": root, "common": common, "stage1": stage1, "pretrain": pretrain}
+
+
+def test_stage1_writes_classifier_checkpoints_and_histories(pipeline):
+    runs = pipeline["root"] / "runs" / "stage1"
+    classifier = CAMClassifier(width=WIDTH)
+    classifier.load_state_dict(torch.load(runs / "classifier.pt", weights_only=True))
+    losses = json.loads((runs / "loss_history.json").read_text())
+    # 12 training images (25% of 16 held out by patient), batch 4, drop_last -> 3 iterations x 2 epochs
+    assert [step for step, _ in losses["loss"]] == [1, 2, 3, 4, 5, 6]
+    assert set(losses) == {"loss", "cross_entropy", "attention"}
+    assert [epoch for epoch, _ in json.loads((runs / "val_history.json").read_text())["val_auc"]] == [1, 2]
+    assert [p.name for p in (runs / "checkpoints").iterdir()] == ["checkpoint_6.pt"]
+
+
+def test_heatmaps_are_lossless_suppressed_and_small(pipeline):
+    root = pipeline["root"]
+    datalist = json.loads((root / "runs" / "heatmaps" / "heatmap_datalist.json").read_text())
+    assert len(datalist) == 16
+    for entry in datalist:
+        heatmap = np.load(entry["heatmap"])
+        assert heatmap.dtype == np.float32 and heatmap.shape == (IMAGE_SIZE // 16, IMAGE_SIZE // 16)
+        assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+        if entry["label"] == 0:
+            assert not heatmap.any(), "negative suppression must zero every normal heatmap"
+    # the crop set on disk is the source images plus one tiny heatmap each: no crop copies
+    heatmap_bytes = sum(p.stat().st_size for p in (root / "runs" / "heatmaps" / "heatmaps").iterdir())
+    image_bytes = sum(p.stat().st_size for p in (root / "data" / "pretrain" / "images").iterdir())
+    assert heatmap_bytes < 0.1 * image_bytes
+
+
+def test_pretrained_encoder_is_a_plain_state_dict_that_changes_a_unet(pipeline):
+    encoder_path = Path(pipeline["common"]["encoder_path"])
+    state = torch.load(encoder_path, weights_only=True)
+    assert all(isinstance(value, torch.Tensor) for value in state.values())
+    assert set(state) == set(pipeline["pretrain"].parser.get_parsed_content("network").image_encoder.state_dict())
+    torch.manual_seed(0)
+    random_unet = pretrained_unet(in_channels=3, out_channels=1, width=WIDTH)
+    torch.manual_seed(0)
+    loaded_unet = pretrained_unet(in_channels=3, out_channels=1, width=WIDTH, encoder_weights=str(encoder_path))
+    changed = [k for k in state if not torch.equal(random_unet.state_dict()[k], loaded_unet.state_dict()[k])]
+    assert len(changed) > 0.9 * len(state)
+    assert torch.equal(loaded_unet.state_dict()["down_4.convs.conv_1.conv.weight"], state["down_4.convs.conv_1.conv.weight"])
+
+
+def test_finetune_grading_from_the_pretrained_encoder(pipeline):
+    run_bundle(
+        BUNDLE, ["common.json", "finetune_cls.json"], "train", **pipeline["common"],
+        init="camcontrast", finetune_epochs=1, finetune_batch_size=4, crop_size=48,
+    )  # fmt: skip
+    result = json.loads(next((pipeline["root"] / "runs" / "finetune" / "grading").glob("*/test_metrics.json")).read_text())
+    assert result["init"] == "camcontrast" and result["n_train"] + result["n_val"] + result["n_test"] == 15
+    assert 0.0 <= result["metrics"]["test_joint_accuracy"] <= 1.0
+    assert len(result["per_head"]) == 2
+
+
+@pytest.mark.parametrize("seg_task,classes", [("lesions", 4), ("vessels", 1)])
+def test_finetune_segmentation_tasks(pipeline, seg_task, classes):
+    run_bundle(
+        BUNDLE, ["common.json", "finetune_seg.json"], "train", **pipeline["common"],
+        init="random", seg_task=seg_task, finetune_epochs=1, label_fraction=0.5,
+    )  # fmt: skip
+    run = next((pipeline["root"] / "runs" / "finetune" / seg_task).glob("random_fraction0.5_seed0"))
+    result = json.loads((run / "test_metrics.json").read_text())
+    assert len(result["per_class"]) == classes and len(result["classes"]) == classes
+    assert result["metric"] == ("auc_pr" if seg_task == "lesions" else "f1")
+    assert result["n_train"] < 9  # half of the 60% training split, whole patients at a time
