@@ -52,10 +52,12 @@ class UNetEncoder(nn.Module):
 
     def forward_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps of all five levels, full resolution first: the skip connections of a U-Net decoder."""
-        levels = [self.conv_0(x)]
-        for down in (self.down_1, self.down_2, self.down_3, self.down_4):
-            levels.append(down(levels[-1]))
-        return levels
+        # unrolled rather than a loop over a tuple of modules, which TorchScript cannot compile
+        x0 = self.conv_0(x)
+        x1 = self.down_1(x0)
+        x2 = self.down_2(x1)
+        x3 = self.down_3(x2)
+        return [x0, x1, x2, x3, self.down_4(x3)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The deepest feature map, ``(B, 16 * width, *spatial / 16)``: what CAMs and the stage-2 head read."""
