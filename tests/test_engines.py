@@ -5,7 +5,13 @@ import torch
 from monai.transforms import Lambdad
 
 from camcontrast_monai.data import FixedCropDataset
-from camcontrast_monai.engines import History, ResumableCheckpoint, Stage1Trainer, Stage2Trainer, latest_checkpoint
+from camcontrast_monai.engines import (
+    History,
+    ResumableCheckpoint,
+    Stage1Trainer,
+    Stage2Trainer,
+    latest_checkpoint,
+)
 from camcontrast_monai.losses import CAMClassifierLoss, ImageHeatmapNTXentLoss
 from camcontrast_monai.networks import CAMClassifier, CAMContrastNet
 
