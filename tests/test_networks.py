@@ -6,6 +6,7 @@ from camcontrast_monai.networks import (
     CAMClassifier,
     CAMContrastNet,
     HeatmapEncoder,
+    ProjectionHead,
     UNetEncoder,
     class_activation_maps,
     minmax_normalize,
@@ -87,3 +88,19 @@ def test_contrastive_net_projects_both_views_to_128_d(spatial_dims, image, heatm
     z_image, z_heatmap = net(torch.randn(image), torch.rand(heatmap))
     assert z_image.shape == z_heatmap.shape == (2, 128)
     assert net.embed_image(torch.randn(image)).shape == (2, 32)
+
+
+def test_batch_norm_projector_keeps_nearly_identical_features_apart():
+    # pooled features at initialisation barely vary across crops: a plain MLP maps them to one direction
+    torch.manual_seed(0)
+    features = 1.0 + 0.01 * torch.randn(32, 64)
+
+    def mean_pairwise_cosine(z):
+        z = torch.nn.functional.normalize(z, dim=1)
+        return ((z @ z.T).sum() - len(z)) / (len(z) * (len(z) - 1))
+
+    plain = ProjectionHead(64, batch_norm=False).train()
+    normalised = ProjectionHead(64, batch_norm=True).train()
+    assert mean_pairwise_cosine(plain(features)) > 0.99
+    assert mean_pairwise_cosine(normalised(features)) < 0.5
+    assert isinstance(normalised.mlp[1], torch.nn.BatchNorm1d) and normalised.mlp[0].bias is None

@@ -45,17 +45,24 @@ class HeatmapEncoder(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """g: the SimCLR 2-layer MLP projector, ``Linear -> ReLU -> Linear`` to a 128-d space.
+    """g: the SimCLR 2-layer MLP projector, ``Linear -> [BatchNorm] -> ReLU -> Linear`` to a 128-d space.
 
+    ``batch_norm=True`` puts batch normalisation on the hidden layer, as SimCLR's reference code
+    does. Without it we measured stage 2 collapsing on a short schedule: every projection of a batch
+    ended up the same vector (pairwise cosine 0.99999, loss stuck at log(2B - 1)), because the
+    pooled features vary little across crops at initialisation and the projector's bias dominates.
     The output is not normalised here; the contrastive loss L2-normalises it (Algorithm 1, lines 21-22).
     """
 
-    def __init__(self, in_features: int, out_features: int = 128, hidden_features: int | None = None) -> None:
+    def __init__(
+        self, in_features: int, out_features: int = 128, hidden_features: int | None = None, batch_norm: bool = True
+    ) -> None:
         super().__init__()
         hidden_features = hidden_features or in_features
-        self.mlp = nn.Sequential(
-            nn.Linear(in_features, hidden_features), nn.ReLU(inplace=True), nn.Linear(hidden_features, out_features)
-        )
+        hidden: list[nn.Module] = [nn.Linear(in_features, hidden_features, bias=not batch_norm)]
+        if batch_norm:
+            hidden.append(nn.BatchNorm1d(hidden_features))
+        self.mlp = nn.Sequential(*hidden, nn.ReLU(inplace=True), nn.Linear(hidden_features, out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x)
@@ -78,13 +85,16 @@ class CAMContrastNet(nn.Module):
         heatmap_channels: Sequence[int] = (64, 128, 256),
         image_encoder: nn.Module | None = None,
         image_feature_channels: int | None = None,
+        projection_batch_norm: bool = True,
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder if image_encoder is not None else UNetEncoder(spatial_dims, in_channels, width)
         image_features = image_feature_channels or self.image_encoder.out_channels
         self.heatmap_encoder = HeatmapEncoder(spatial_dims, 1, heatmap_channels)
-        self.image_projector = ProjectionHead(image_features, projection_dim)
-        self.heatmap_projector = ProjectionHead(self.heatmap_encoder.out_channels, projection_dim)
+        self.image_projector = ProjectionHead(image_features, projection_dim, batch_norm=projection_batch_norm)
+        self.heatmap_projector = ProjectionHead(
+            self.heatmap_encoder.out_channels, projection_dim, batch_norm=projection_batch_norm
+        )
 
     def embed_image(self, image: torch.Tensor) -> torch.Tensor:
         """f_I(image) pooled to a vector: the representation downstream tasks transfer."""
