@@ -67,7 +67,7 @@ FULL = DemoPlan(
     n_pretrain=400, n_downstream=120, image_size=128, width=16,
     stage1_epochs=10, stage1_batch_size=32, pretrain_epochs=6, pretrain_batch_size=40, pretrain_lr=0.003,
     cls_image_size=128, cls_crop_size=112, seg_image_size=128, finetune_epochs=12, finetune_batch_size=16,
-    seg_tasks=("lesions", "disc_cup"), label_fraction=1.0,
+    seg_tasks=("lesions", "disc_cup", "vessels"), label_fraction=1.0,
 )  # fmt: skip
 QUICK = DemoPlan(
     n_pretrain=80, n_downstream=40, image_size=64, width=8,
@@ -237,7 +237,10 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
             rows.append({"task": task, "metric": TASK_METRICS[task], "init": init, "test score": score, "train images": result["n_train"], "test images": result["n_test"]})
             bars[f"{task} ({TASK_METRICS[task]})"][init] = score
             curves.setdefault(f"fine-tune {task}", {})[init] = _history(run / "loss_history.json").get("loss", [])
-    save_curves({name: series for name, series in curves.items() if series}, report / "curves.png", "training curves")
+    save_curves(
+        {name: series for name, series in curves.items() if series}, report / "curves.png", "training curves",
+        xlabel="iteration (validation: epoch)", ylabel={"stage 1 validation": "AUC / accuracy"},
+    )  # fmt: skip
     save_bar_chart(bars, report / "downstream.png", f"downstream test scores (seed {seed}, one run each)")
 
     metrics = {"plan": dataclasses.asdict(plan), "seed": seed, "seconds": seconds, "stage1_quality": quality, "downstream": rows}

@@ -22,7 +22,7 @@ class HeatmapEncoder(nn.Module):
     """f_h: three 3x3 convolutions, each followed by ReLU, then global average pooling (section 4.2).
 
     The paper does not give the channel counts; (64, 128, 256) keeps it far smaller than the image
-    encoder while the heatmap crops are tiny (7x7 for a 224-px image crop). ``bias=False`` follows
+    encoder while the heatmap crops are tiny (14x14 for a 224-px crop of a 448-px image). ``bias=False`` follows
     the public reference: every suppressed (all-zero) heatmap then maps to one identical vector,
     the "prototype of an empty heatmap" that negative suppression pulls normal crops towards.
     """
