@@ -1,6 +1,6 @@
 """The fundus bundle as a MONAI model-zoo bundle: metadata, network I/O, TorchScript export, local load, inference.
 
-Everything runs offline: the metadata schema is the copy in ``bundles/schema/meta_schema.json`` and every
+Everything runs offline: the metadata schema is the copy in ``schemas/meta_schema.json`` and every
 test that could reach for the network runs with sockets and MONAI's downloader disabled.
 """
 
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLES = REPO / "bundles"
 BUNDLE = BUNDLES / "camcontrast_fundus"
 CONFIGS = BUNDLE / "configs"
-SCHEMA = BUNDLES / "schema" / "meta_schema.json"
+SCHEMA = BUNDLES.parent / "schemas" / "meta_schema.json"
 META = CONFIGS / "metadata.json"
 LOGGING_CONF = CONFIGS / "logging.conf"
 INFER_CONFIGS = [str(CONFIGS / "common.json"), str(CONFIGS / "inference.json")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def generate_heatmaps(
     stage-1 validation transform) and must keep ``label_key``.
     """
     ids = [heatmap_id(entry, image_key) for entry in datalist]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)
     if duplicates:
         raise ValueError(f"heatmap ids must be unique (they name the files); duplicated: {duplicates[:10]}")
     heatmap_dir = Path(output_dir) / "heatmaps"
