@@ -1,6 +1,7 @@
 """The ``camcontrast`` command line (python-fire).
 
     camcontrast demo [--quick] [--out DIR]
+    camcontrast check-data SHEET [--images DIR]
     camcontrast synth fundus --out DIR --n N --seed S
 """
 
@@ -57,6 +58,31 @@ class CLI:
         from camcontrast_monai.demo import run_demo
 
         run_demo(out=out, quick=quick, seed=seed, num_workers=num_workers)
+
+    def check_data(
+        self,
+        sheet: str,
+        images: str | None = None,
+        format: str = "auto",
+        spatial_dims: int = 2,
+        channels: int = 3,
+        min_size: int = 16,
+        pixels: bool = True,
+    ) -> None:
+        """Check a data set before training and report every problem at once (exit status 1 if any).
+
+        Args:
+            sheet: an ODIR annotation sheet (.xlsx/.csv), an IDRiD grading CSV or an image,label CSV.
+            images: image folder (ODIR/IDRiD; default images/ beside the sheet) or base folder (CSV).
+            format: "auto", "odir", "idrid" or "csv".
+            spatial_dims: 2 for photographs, 3 for volumes.
+            channels: expected image channels.
+            min_size: smallest spatial size accepted.
+            pixels: decode every image (False: only check that files exist).
+        """
+        from camcontrast_monai.cli_check import check_data_command
+
+        raise SystemExit(check_data_command(sheet, images, format, spatial_dims, channels, min_size, pixels))
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from camcontrast_monai.data.readers import (
     read_odir_annotations,
     split_by_patient,
 )
+from camcontrast_monai.data.validation import Problem, check_datalist, check_image_file, validate_datalist
 from camcontrast_monai.data.synthetic_fundus import (
     LESION_TYPES,
     MASK_NAMES,
@@ -19,6 +20,9 @@ __all__ = [
     "MASK_NAMES",
     "FixedCropDataset",
     "FundusSample",
+    "Problem",
+    "check_datalist",
+    "check_image_file",
     "downstream_splits",
     "generate_fundus",
     "read_idrid_grading",
@@ -27,5 +31,6 @@ __all__ = [
     "read_odir_annotations",
     "split_by_patient",
     "subsample_by_patient",
+    "validate_datalist",
     "write_fundus_dataset",
 ]

@@ -15,7 +15,6 @@ import csv
 import logging
 import os
 import random
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -391,7 +390,6 @@ def _read_xlsx_rows(path: Path) -> list[list[str]]:
     """Cells of the workbook's first sheet as text, from row 1 so that row numbers match Excel's."""
     try:
         import openpyxl
-        from openpyxl.utils.exceptions import InvalidFileException
     except ImportError as error:
         raise ImportError(
             f"Reading {path} needs openpyxl: pip install openpyxl (or export the sheet to CSV UTF-8)"
@@ -399,16 +397,17 @@ def _read_xlsx_rows(path: Path) -> list[list[str]]:
     try:
         # data_only: formula cells give their last computed value, as Excel shows them
         workbook = openpyxl.load_workbook(path, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError) as error:
-        raise ValueError(f"{path}: not a readable .xlsx workbook ({error})") from error
-    try:
-        sheet = workbook.worksheets[0]
-        return [
-            [_xlsx_cell_text(value) for value in row]
-            for row in sheet.iter_rows(min_row=1, min_col=1, values_only=True)
-        ]
-    finally:
-        workbook.close()
+        try:
+            sheet = workbook.worksheets[0]
+            return [
+                [_xlsx_cell_text(value) for value in row]
+                for row in sheet.iter_rows(min_row=1, min_col=1, values_only=True)
+            ]
+        finally:
+            workbook.close()
+    except Exception as error:  # a damaged zip/XML fails in zlib, zipfile, the XML parser or openpyxl alike
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not a readable .xlsx workbook ({reason})") from error
 
 
 def _xlsx_cell_text(value: object) -> str:
