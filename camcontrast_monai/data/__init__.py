@@ -6,7 +6,6 @@ from camcontrast_monai.data.readers import (
     read_odir_annotations,
     split_by_patient,
 )
-from camcontrast_monai.data.validation import Problem, check_datalist, check_image_file, validate_datalist
 from camcontrast_monai.data.synthetic_fundus import (
     LESION_TYPES,
     MASK_NAMES,
@@ -14,6 +13,7 @@ from camcontrast_monai.data.synthetic_fundus import (
     generate_fundus,
     write_fundus_dataset,
 )
+from camcontrast_monai.data.validation import Problem, check_datalist, check_image_file, validate_datalist
 
 __all__ = [
     "LESION_TYPES",

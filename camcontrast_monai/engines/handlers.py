@@ -1,22 +1,27 @@
-"""Ignite handlers the bundles attach to every long run: progress, loss history, resumable checkpoints."""
+"""Ignite handlers the bundles attach to every long run: progress, loss history, resumable checkpoints,
+per-epoch seeding (so a resumed run repeats an uninterrupted one)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from ignite.handlers import ProgressBar as IgniteProgressBar
+from monai.data.utils import set_rnd
+from monai.utils import set_determinism
 
 from camcontrast_monai.io import atomic_path
 
-__all__ = ["History", "ProgressBar", "ResumableCheckpoint", "latest_checkpoint"]
+__all__ = ["EpochSeeding", "History", "ProgressBar", "ResumableCheckpoint", "latest_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +108,10 @@ class History:
             self.write()
 
     def write(self, engine: Engine | None = None) -> None:
+        if not self._loaded and engine is not None:
+            # nothing recorded yet in this process (a rerun of a finished run resumes at its last
+            # step and runs no iteration): keep what is on disk up to the current step
+            self._load_previous(self._step(engine) + 1)
         with atomic_path(self.path) as temporary:
             temporary.write_text(json.dumps(self.history))
 
@@ -129,6 +138,21 @@ class ResumableCheckpoint:
     (temporary file + rename: MONAI 1.6.1's CheckpointSaver writes in place), keeping the newest
     ``n_saved``. Loading uses ``weights_only=True``. The trainer's ``max_epochs`` is kept from the
     configuration, so a finished run can be extended by raising it.
+
+    Crash safety (a ``kill -9`` at any instant loses at most the epochs since the last save):
+
+    - the save is the last epoch-end handler of the run: it is registered when the run starts, after
+      every handler attached before ``run()`` (LR scheduler step, validation, history writes), so the
+      saved scheduler state is the stepped one and everything the epoch writes is on disk before the
+      epoch counts as done. A kill before the save redoes the whole epoch (validation included); a kill
+      after it loses nothing.
+    - the new file is complete (renamed into place) before older ones are deleted: ignite's
+      ``Checkpoint`` deletes the previous file first, which would leave no checkpoint at all after a
+      kill during the save, so pruning is done here, after the save.
+    - temporaries a killed save left behind (ignite's ``tmp*`` files) never match ``checkpoint_*.pt``,
+      so no run trusts them; they are deleted when the next run starts.
+
+    Not covered: power loss or an OS crash (the file is renamed, not fsync'ed).
     """
 
     def __init__(
@@ -136,41 +160,138 @@ class ResumableCheckpoint:
         save_dir: str,
         save_dict: Mapping[str, Any],
         save_interval: int = 1,
-        n_saved: int = 1,
+        n_saved: int | None = 1,
         resume: bool = True,
     ) -> None:
+        if n_saved is not None and n_saved < 1:
+            raise ValueError(f"n_saved must be at least 1 (or None: keep every checkpoint), got {n_saved}")
         self.save_dir = Path(save_dir)
         self.save_dict = dict(save_dict)
         self.save_interval = save_interval
         self.n_saved = n_saved
         self.resume = resume
+        self._attached_to: set[int] = set()
 
     def attach(self, engine: Engine) -> None:
         self.save_dict["trainer"] = engine
+        if self.resume:
+            engine.add_event_handler(Events.STARTED, self._resume)
+        engine.add_event_handler(Events.STARTED, self._attach_saver)
+
+    def _attach_saver(self, engine: Engine) -> None:
+        # at STARTED, so the save comes after every epoch-end handler attached before run()
+        if id(engine) in self._attached_to:
+            return
+        self._attached_to.add(id(engine))
         saver = Checkpoint(
             self.save_dict,
             DiskSaver(str(self.save_dir), require_empty=False, atomic=True, create_dir=True),
-            n_saved=self.n_saved,
+            n_saved=None,  # ignite would delete the old file before writing the new one: _remove_stale prunes
             global_step_transform=lambda trainer, _: trainer.state.iteration,
         )
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), saver)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self._remove_stale)
-        if self.resume:
-            engine.add_event_handler(Events.STARTED, self._resume)
 
     def _remove_stale(self, engine: Engine) -> None:
-        # ignite prunes only the files this process saved; an earlier, resumed run left its own
+        # only after the newest file is in place; ignite's own pruning also misses files an earlier run left
+        if self.n_saved is None:
+            return
         saved = sorted(Path(self.save_dir).glob("checkpoint_*.pt"), key=lambda p: int(_STEP.search(p.name).group(1)))
         for path in saved[: -self.n_saved]:
             path.unlink(missing_ok=True)
 
+    def _remove_temporaries(self) -> None:
+        # ignite's atomic DiskSaver writes tempfile.NamedTemporaryFile(dir=save_dir) = "tmp<random>"
+        if not self.save_dir.is_dir():
+            return
+        for path in self.save_dir.glob("tmp*"):
+            if path.is_file() and not _STEP.search(path.name):
+                logger.info("removing %s, the temporary of a save that was interrupted", path)
+                path.unlink(missing_ok=True)
+
     def _resume(self, engine: Engine) -> None:
+        self._remove_temporaries()
         path = latest_checkpoint(self.save_dir)
         if path is None:
             logger.info("no checkpoint in %s: starting from scratch", self.save_dir)
             return
         configured_max_epochs = engine.state.max_epochs
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"refused to load {path}: it holds objects other than tensors and plain values, which "
+                "weights_only loading never unpickles (a checkpoint from an untrusted source?)"
+            ) from error
+        missing = sorted(set(self.save_dict) - set(checkpoint)) if isinstance(checkpoint, Mapping) else []
+        if missing:
+            raise ValueError(
+                f"{path} holds no {missing}: it was written with another save_dict (an older configuration?); "
+                "move the checkpoints folder away to start this run over"
+            )
         Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
         engine.state.max_epochs = configured_max_epochs
         logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
+
+
+class EpochSeeding:
+    """Reseeds every random number generator an epoch consumes from ``(seed, epoch)`` alone.
+
+    ``monai.utils.set_determinism`` once at start makes a run repeatable only from its first epoch:
+    the random state at epoch ``k`` depends on everything the process did before (shuffling, random
+    transforms, worker seeds, validation loaders), so a run resumed at epoch ``k`` from a checkpoint
+    would see other batches and other augmentations than the uninterrupted run. This handler, at
+    every ``EPOCH_STARTED`` of the trainer, sets from a seed derived from ``(seed, epoch)``:
+
+    - torch's, numpy's and Python's global generators (``set_determinism``, which also sets
+      ``cudnn.deterministic=True, cudnn.benchmark=False``). The shuffle order is drawn from torch's
+      generator when the epoch's data iterator is created, and ignite creates it after
+      ``EPOCH_STARTED`` (``Engine._internal_run_as_gen``: epoch 1 in ``_setup_engine``, later epochs
+      when the previous iterator is exhausted inside ``_run_once_on_dataset_as_gen``);
+    - the random state of every MONAI ``Randomizable`` transform in ``data_loader.dataset``, found by
+      MONAI's own walker ``monai.data.utils.set_rnd`` (what MONAI's ``DataLoader`` does once at
+      construction): ``dataset.transform``, ``FixedCropDataset.crop_transform``, nested ``Compose``;
+    - ``data_loader.generator`` and its sampler's generator, where one was given.
+
+    Worker processes (``num_workers > 0``) are created per epoch; MONAI's ``DataLoader`` seeds their
+    transforms with ``worker_init_fn`` from the worker seed, which torch draws from the generator just
+    reseeded, so each epoch is deterministic with workers too. ``persistent_workers=True`` keeps
+    workers, and their transform states, across epochs: that breaks it (a warning is logged).
+
+    ``data_loader`` defaults to the engine's own data (``engine.state.dataloader``). Attach it to the
+    trainer only (an evaluator's epochs are numbered by the trainer's).
+    """
+
+    def __init__(self, seed: int, data_loader: Any = None) -> None:
+        seed = int(seed)
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        self.seed = seed
+        self.data_loader = data_loader
+
+    def attach(self, engine: Engine) -> None:
+        loader = self.data_loader
+        if getattr(loader, "persistent_workers", False) and getattr(loader, "num_workers", 0) > 0:
+            logger.warning(
+                "persistent_workers=True: workers keep their transform random state across epochs, "
+                "so a resumed run will not repeat the augmentations of an uninterrupted one"
+            )
+        engine.add_event_handler(Events.EPOCH_STARTED, self)
+
+    def epoch_seeds(self, epoch: int) -> tuple[int, int]:
+        """The seeds of ``epoch``: one for torch/numpy/random, one for the dataset's transforms."""
+        seeds = np.random.SeedSequence([self.seed, int(epoch)]).generate_state(2, dtype=np.uint32)
+        return int(seeds[0]), int(seeds[1])
+
+    def __call__(self, engine: Engine) -> None:
+        global_seed, transform_seed = self.epoch_seeds(engine.state.epoch)
+        set_determinism(seed=global_seed)
+        loader = self.data_loader if self.data_loader is not None else engine.state.dataloader
+        dataset = getattr(loader, "dataset", None)
+        if dataset is not None:
+            set_rnd(dataset, seed=transform_seed)
+        # a generator given to the loader (or its sampler) shuffles instead of torch's global one
+        sampler = getattr(loader, "sampler", None)
+        generators = (getattr(loader, "generator", None), getattr(sampler, "generator", None))
+        for generator in {id(g): g for g in generators if isinstance(g, torch.Generator)}.values():
+            generator.manual_seed(global_seed)
