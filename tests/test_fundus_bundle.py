@@ -104,3 +104,19 @@ def test_finetune_segmentation_tasks(pipeline, seg_task, classes):
     assert len(result["per_class"]) == classes and len(result["classes"]) == classes
     assert result["metric"] == ("auc_pr" if seg_task == "lesions" else "f1")
     assert result["n_train"] < 9  # half of the 60% training split, whole patients at a time
+
+
+def test_stage1_refuses_bad_images_before_writing_anything(tmp_path):
+    data = tmp_path / "data" / "pretrain"
+    write_fundus_dataset(data, n=6, seed=0, image_size=64)
+    whole = (data / "images" / "0_left.png").read_bytes()
+    (data / "images" / "0_left.png").write_bytes(whole[: len(whole) // 2])
+    (data / "images" / "1_right.png").write_bytes(b"not an image")
+    with pytest.raises(Exception) as raised:
+        run_bundle(
+            BUNDLE, ["common.json", "stage1.json"], "train", bundle_root=str(BUNDLE), dataset_dir=str(tmp_path / "data"),
+            output_dir=str(tmp_path / "runs"), image_size=IMAGE_SIZE, width=WIDTH, num_workers=0,
+        )  # fmt: skip
+    message = "".join(str(e) for e in (raised.value, raised.value.__cause__) if e is not None)
+    assert "2 problem(s)" in message and "0_left.png" in message and "1_right.png" in message
+    assert not (tmp_path / "runs").exists()
