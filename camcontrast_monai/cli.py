@@ -2,6 +2,7 @@
 
     camcontrast demo [--quick] [--out DIR]
     camcontrast check-data SHEET [--images DIR]
+    camcontrast bench step [--width 64 --crop_size 224 --batch_size 8]
     camcontrast synth fundus --out DIR --n N --seed S
 """
 
@@ -40,11 +41,44 @@ class Synth:
         return f"wrote {n} images to {out} ({counts})"
 
 
+class Bench:
+    """Benchmarks that print ratios against a baseline measured in the same process."""
+
+    def step(
+        self,
+        width: int = 64,
+        crop_size: int = 224,
+        batch_size: int = 8,
+        steps: int = 5,
+        warmup: int = 2,
+        rounds: int = 3,
+        variants: str = "fp32,bf16,fp32+channels_last,bf16+channels_last",
+    ) -> None:
+        """Pure-compute stage-2 training throughput (crops/s, GFLOP/s vs the matmul peak) per precision variant.
+
+        Args:
+            width: U-Net encoder width (64 = the paper's).
+            crop_size: image crop side in pixels (224 = the paper's).
+            batch_size: crops per step.
+            steps: timed steps per variant and round.
+            warmup: untimed steps before each timing.
+            rounds: the variants run alternately this many times; min/median/max are over rounds.
+            variants: comma-separated subset of fp32, bf16, fp32+channels_last, bf16+channels_last.
+        """
+        from camcontrast_monai.bench import bench_step
+
+        bench_step(
+            width=width, crop_size=crop_size, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
+            variants=variants,
+        )  # fmt: skip
+
+
 class CLI:
     """CAMContrast on MONAI: learn transferable encoders from coarse normal/abnormal labels."""
 
     def __init__(self) -> None:
         self.synth = Synth()
+        self.bench = Bench()
 
     def demo(self, out: str = "demo_output", quick: bool = False, seed: int = 0, num_workers: int = 2) -> None:
         """Synthetic data -> stage 1 -> heatmaps -> stage 2 -> fine-tuning (random vs CAMContrast) -> report.

@@ -1,0 +1,297 @@
+"""``camcontrast bench step``: a compute-only upper bound on stage-2 training throughput.
+
+Times full stage-2 training steps (forward, NT-Xent loss in float32, backward, SGD step) of one
+:class:`CAMContrastNet` on random in-memory tensors, for several numeric variants (float32,
+bfloat16 autocast, channels-last memory format). No data loading, augmentation or heatmap
+computation is involved, so the numbers are upper bounds for the real pipeline.
+
+The variants run alternately, round after round, in one process, and every variant run starts
+from the same initial weights and optimizer state and sees the same batches, so machine noise hits
+all variants alike and the per-step losses are directly comparable across variants.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from camcontrast_monai.engines.trainers import autocast_context
+from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
+from camcontrast_monai.networks.contrastive import CAMContrastNet
+from camcontrast_monai.runtime import tune_malloc
+
+__all__ = ["bench_step", "matmul_peak_gflops", "count_step_flops", "format_report", "KNOWN_VARIANTS"]
+
+KNOWN_VARIANTS = ("fp32", "bf16", "fp32+channels_last", "bf16+channels_last")
+HEATMAP_STRIDE = 16  # heatmaps are (S/16, S/16) for an S-pixel crop, as in the real pipeline
+TEMPERATURE = 0.05
+LEARNING_RATE = 0.003
+MOMENTUM = 0.95
+
+
+def matmul_peak_gflops(size: int = 4096, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """Best-of-``repeats`` GFLOP/s of one ``size x size`` matmul in ``dtype`` on the CPU (after one warm-up)."""
+    if size < 1 or repeats < 1:
+        raise ValueError(f"size and repeats must be positive, got size={size}, repeats={repeats}")
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
+    torch.mm(a, b)  # warm-up: thread pool, kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / max(best, 1e-12) / 1e9
+
+
+def _bf16_supported() -> tuple[bool, str]:
+    """Whether bfloat16 autocast works on this CPU, and a note saying why not."""
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # older/other builds: fall back to trying it
+        native = True
+    if not native:
+        return False, f"CPU lacks native bf16 support (capability {torch.backends.cpu.get_cpu_capability()})"
+    try:
+        with autocast_context("cpu", "bfloat16"):
+            torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3))
+    except RuntimeError as error:  # pragma: no cover - depends on the build
+        return False, f"bf16 autocast failed: {error}"
+    return True, ""
+
+
+def _measure_peaks(size: int, bf16: bool) -> dict[str, float]:
+    peaks = {"fp32": matmul_peak_gflops(size, torch.float32)}
+    if bf16:
+        peaks["bf16"] = matmul_peak_gflops(size, torch.bfloat16)
+    return peaks
+
+
+def _parse_variant(variant: str) -> tuple[str | None, bool]:
+    if variant not in KNOWN_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {KNOWN_VARIANTS}")
+    return ("bfloat16" if variant.startswith("bf16") else None), variant.endswith("+channels_last")
+
+
+def _train_step(
+    network: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    image: torch.Tensor,
+    heatmap: torch.Tensor,
+    autocast_dtype: str | None,
+) -> torch.Tensor:
+    """One stage-2 step; the loss is computed in float32 outside autocast. ``optimizer=None`` skips the update."""
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    with autocast_context("cpu", autocast_dtype):
+        z_image, z_heatmap = network(image, heatmap)
+    loss = loss_fn(z_image.float(), z_heatmap.float())
+    loss.backward()
+    if optimizer is not None:
+        optimizer.step()
+    return loss.detach()
+
+
+def count_step_flops(network: torch.nn.Module, image: torch.Tensor, heatmap: torch.Tensor) -> int:
+    """FLOPs of one float32 training step (forward + loss + backward) as ``FlopCounterMode`` counts them.
+
+    Runs on a copy of ``network`` so the caller's weights and gradients are untouched. The optimizer
+    update is element-wise and not counted (FlopCounterMode counts matmuls and convolutions).
+    """
+    clone = copy.deepcopy(network).train()
+    loss_fn = ImageHeatmapNTXentLoss(TEMPERATURE)
+    with FlopCounterMode(display=False) as counter:
+        _train_step(clone, loss_fn, None, image, heatmap, None)
+    return int(counter.get_total_flops())
+
+
+def bench_step(
+    width: int = 64,
+    crop_size: int = 224,
+    batch_size: int = 8,
+    steps: int = 5,
+    warmup: int = 2,
+    rounds: int = 3,
+    variants: Sequence[str] = KNOWN_VARIANTS,
+    spatial_dims: int = 2,
+    seed: int = 0,
+    verbose: bool = True,
+    peak_size: int = 4096,
+) -> dict[str, Any]:
+    """Time stage-2 training steps per variant; print a table (when ``verbose``) and return the results.
+
+    Each (round, variant) run restores the initial weights and a fresh SGD, runs ``warmup`` untimed
+    and ``steps`` timed steps over the same fixed batches. Returned per variant: ``crops_per_s``
+    (median/min/max over rounds and the per-round list), ``seconds_per_step`` (median), ``gflops``
+    (achieved, median), ``fraction_of_peak`` (vs the matmul peak of the variant's dtype),
+    ``ratio_to_fp32`` (median of per-round ratios, None without an fp32 variant) and ``losses``
+    (per step of round 1). ``loss_max_abs_diff_vs_fp32`` / ``loss_max_rel_diff_vs_fp32`` compare
+    those losses with fp32's. ``peak_gflops`` is the best matmul rate measured before and after the runs.
+    ``peak_size`` is the matmul size of the peak measurement (smaller is quicker and lower).
+    """
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if min(width, batch_size, steps, rounds) < 1 or warmup < 0:
+        raise ValueError("width, batch_size, steps and rounds must be positive and warmup non-negative")
+    if crop_size % HEATMAP_STRIDE:
+        raise ValueError(f"crop_size must be a multiple of {HEATMAP_STRIDE}, got {crop_size}")
+    if isinstance(variants, str):  # from the CLI: --variants fp32 or --variants fp32,bf16
+        variants = [v.strip() for v in variants.split(",") if v.strip()]
+    variants = tuple(variants)
+    if not variants:
+        raise ValueError("need at least one variant")
+    for variant in variants:
+        _parse_variant(variant)
+    malloc_tuned = tune_malloc()
+
+    notes: list[str] = []
+    bf16_ok, bf16_note = _bf16_supported()
+    runnable = []
+    for variant in variants:
+        autocast_dtype, channels_last = _parse_variant(variant)
+        if autocast_dtype and not bf16_ok:
+            notes.append(f"skipped {variant}: {bf16_note}")
+        elif channels_last and spatial_dims != 2:
+            notes.append(f"skipped {variant}: channels_last is 2D only")
+        else:
+            runnable.append(variant)
+
+    torch.manual_seed(seed)
+    network = CAMContrastNet(spatial_dims=spatial_dims, width=width).train()
+    initial_state = copy.deepcopy(network.state_dict())
+    loss_fn = ImageHeatmapNTXentLoss(TEMPERATURE)
+    generator = torch.Generator().manual_seed(seed)
+    image_shape = (batch_size, 3) + (crop_size,) * spatial_dims
+    heatmap_shape = (batch_size, 1) + (crop_size // HEATMAP_STRIDE,) * spatial_dims
+    batches = [
+        (torch.randn(image_shape, generator=generator), torch.rand(heatmap_shape, generator=generator))
+        for _ in range(warmup + steps)
+    ]
+    flops_per_step = count_step_flops(network, *batches[0])
+    peaks_before = _measure_peaks(peak_size, bf16_ok)  # measured before and after; the best is the peak
+
+    per_round: dict[str, list[float]] = {v: [] for v in runnable}
+    losses: dict[str, list[float]] = {}
+    for round_index in range(rounds):
+        for variant in runnable:
+            autocast_dtype, channels_last = _parse_variant(variant)
+            memory_format = torch.channels_last if channels_last else torch.contiguous_format
+            network.to(memory_format=memory_format)
+            network.load_state_dict(initial_state)
+            optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+            run_batches = [
+                (
+                    image.contiguous(memory_format=memory_format),
+                    heatmap.contiguous(memory_format=memory_format),
+                )
+                for image, heatmap in batches
+            ]
+            step_losses = []
+            for image, heatmap in run_batches[:warmup]:
+                step_losses.append(_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype))
+            start = time.perf_counter()
+            for image, heatmap in run_batches[warmup:]:
+                step_losses.append(_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype))
+            elapsed = time.perf_counter() - start
+            per_round[variant].append(batch_size * steps / elapsed)
+            if round_index == 0:
+                losses[variant] = [float(loss) for loss in step_losses]
+    network.to(memory_format=torch.contiguous_format)
+
+    peaks = {k: max(v, peaks_before[k]) for k, v in _measure_peaks(peak_size, bf16_ok).items()}
+    results: dict[str, Any] = {}
+    for variant in runnable:
+        rates = per_round[variant]
+        median_rate = statistics.median(rates)
+        seconds_per_step = batch_size / median_rate
+        gflops = flops_per_step / seconds_per_step / 1e9
+        peak = peaks.get(variant.split("+")[0])
+        ratio = None
+        if "fp32" in per_round:
+            ratio = statistics.median(r / base for r, base in zip(rates, per_round["fp32"], strict=True))
+        results[variant] = {
+            "crops_per_s": {
+                "median": median_rate,
+                "min": min(rates),
+                "max": max(rates),
+                "rounds": list(rates),
+            },
+            "seconds_per_step": seconds_per_step,
+            "gflops": gflops,
+            "fraction_of_peak": gflops / peak if peak else None,
+            "ratio_to_fp32": ratio,
+            "losses": losses[variant],
+        }
+    loss_diff, loss_rel_diff = {}, {}
+    if "fp32" in losses:
+        for variant, values in losses.items():
+            pairs = list(zip(values, losses["fp32"], strict=True))
+            loss_diff[variant] = max(abs(a - b) for a, b in pairs)
+            loss_rel_diff[variant] = max(abs(a - b) / max(abs(b), 1e-12) for a, b in pairs)
+
+    report = {
+        "config": {
+            "width": width,
+            "crop_size": crop_size,
+            "batch_size": batch_size,
+            "steps": steps,
+            "warmup": warmup,
+            "rounds": rounds,
+            "spatial_dims": spatial_dims,
+            "seed": seed,
+            "variants": list(variants),
+            "peak_size": peak_size,
+        },
+        "rounds_completed": rounds,
+        "flops_per_step": flops_per_step,
+        "peak_gflops": peaks,
+        "variants": results,
+        "loss_max_abs_diff_vs_fp32": loss_diff,
+        "loss_max_rel_diff_vs_fp32": loss_rel_diff,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "malloc_tuned": malloc_tuned,
+        "notes": notes,
+    }
+    if verbose:
+        print(format_report(report))
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A plain-text table of :func:`bench_step`'s result."""
+    config = report["config"]
+    lines = [
+        f"stage-2 train step, compute only: width {config['width']}, crop {config['crop_size']}, "
+        f"batch {config['batch_size']}, {config['steps']} timed steps x {report['rounds_completed']} rounds "
+        f"({report['threads']} threads, {report['cpu_capability']})",
+        f"FLOPs/step (fwd+bwd): {report['flops_per_step'] / 1e9:.2f} GFLOP; matmul peak: "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items()),
+        f"{'variant':<20} {'crops/s med':>11} {'min':>8} {'max':>8} {'s/step':>8} {'GFLOP/s':>8} "
+        f"{'% peak':>7} {'x fp32':>7} {'|dloss|':>8} {'rel':>7}",
+    ]
+    for variant, row in report["variants"].items():
+        rate = row["crops_per_s"]
+        frac = f"{100 * row['fraction_of_peak']:.1f}" if row["fraction_of_peak"] is not None else "-"
+        ratio = f"{row['ratio_to_fp32']:.2f}" if row["ratio_to_fp32"] is not None else "-"
+        diff = report["loss_max_abs_diff_vs_fp32"].get(variant)
+        diff_text = f"{diff:.2e}" if diff is not None else "-"
+        rel = report["loss_max_rel_diff_vs_fp32"].get(variant)
+        rel_text = f"{100 * rel:.1f}%" if rel is not None else "-"
+        lines.append(
+            f"{variant:<20} {rate['median']:>11.2f} {rate['min']:>8.2f} {rate['max']:>8.2f} "
+            f"{row['seconds_per_step']:>8.3f} {row['gflops']:>8.1f} {frac:>7} {ratio:>7} {diff_text:>8} {rel_text:>7}"
+        )
+    lines.append(
+        "|dloss|, rel: max abs / relative loss difference from fp32 over the same steps from the same weights"
+    )
+    lines += [f"note: {note}" for note in report["notes"]]
+    return "\n".join(lines)
