@@ -1,6 +1,6 @@
 """The ``camcontrast`` command line (python-fire).
 
-    camcontrast demo [--quick] [--out DIR]
+    camcontrast demo [--bundle fundus|cxr|mri3d] [--quick] [--out DIR]
     camcontrast check-data SHEET [--images DIR]
     camcontrast bench step [--width 64 --crop_size 224 --batch_size 8]
     camcontrast synth fundus --out DIR --n N --seed S
@@ -80,7 +80,9 @@ class CLI:
         self.synth = Synth()
         self.bench = Bench()
 
-    def demo(self, out: str = "demo_output", quick: bool = False, seed: int = 0, num_workers: int = 2) -> None:
+    def demo(
+        self, out: str = "demo_output", quick: bool = False, seed: int = 0, num_workers: int = 2, bundle: str = "fundus"
+    ) -> None:
         """Synthetic data -> stage 1 -> heatmaps -> stage 2 -> fine-tuning (random vs CAMContrast) -> report.
 
         Args:
@@ -88,10 +90,20 @@ class CLI:
             quick: a ~2-minute smoke run at tiny sizes instead of the ~15-minute default.
             seed: seed of the data, splits and training.
             num_workers: data-loading worker processes.
+            bundle: which setting to demonstrate: "fundus" (2D colour photographs), "cxr" (2D chest
+                X-rays, multilabel) or "mri3d" (3D brain MRI).
         """
-        from camcontrast_monai.demo import run_demo
+        import importlib
 
-        run_demo(out=out, quick=quick, seed=seed, num_workers=num_workers)
+        runners = {
+            "fundus": "camcontrast_monai.demo:run_demo",
+            "cxr": "camcontrast_monai.demo_cxr:run_cxr_demo",
+            "mri3d": "camcontrast_monai.demo_mri3d:run_mri3d_demo",
+        }
+        if bundle not in runners:
+            raise SystemExit(f"unknown demo bundle {bundle!r}; choose one of {sorted(runners)}")
+        module, function = runners[bundle].split(":")
+        getattr(importlib.import_module(module), function)(out=out, quick=quick, seed=seed, num_workers=num_workers)
 
     def check_data(
         self,

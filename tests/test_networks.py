@@ -1,13 +1,17 @@
 import pytest
 import torch
-from monai.networks.nets import BasicUNet
+from monai.networks.nets import BasicUNet, DenseNet121, ResNet
 
 from camcontrast_monai.networks import (
+    ENCODER_NAMES,
     CAMClassifier,
     CAMContrastNet,
+    DenseNetEncoder,
     HeatmapEncoder,
     ProjectionHead,
+    ResNetEncoder,
     UNetEncoder,
+    build_encoder,
     class_activation_maps,
     minmax_normalize,
     unet_features,
@@ -104,3 +108,34 @@ def test_batch_norm_projector_keeps_nearly_identical_features_apart():
     assert mean_pairwise_cosine(plain(features)) > 0.99
     assert mean_pairwise_cosine(normalised(features)) < 0.5
     assert isinstance(normalised.mlp[1], torch.nn.BatchNorm1d) and normalised.mlp[0].bias is None
+
+
+@pytest.mark.parametrize("name", ENCODER_NAMES)
+@pytest.mark.parametrize("spatial_dims, shape", [(2, (2, 3, 64, 64)), (3, (2, 1, 32, 64, 32))])
+def test_every_backbone_gives_a_feature_map_with_its_declared_channels(name, spatial_dims, shape):
+    encoder = build_encoder(name, spatial_dims, shape[1], width=8)
+    features = encoder(torch.randn(shape))
+    assert features.ndim == spatial_dims + 2 and features.shape[1] == encoder.out_channels
+    classifier = CAMClassifier(spatial_dims, shape[1], encoder=build_encoder(name, spatial_dims, shape[1], width=8))
+    assert classifier.cams(torch.randn(shape)).shape[2:] == features.shape[2:]
+
+
+def test_resnet_encoder_downsamples_by_32_and_loads_into_monai_resnet():
+    encoder = ResNetEncoder(spatial_dims=2, in_channels=3, depth=34)
+    assert encoder(torch.randn(1, 3, 224, 224)).shape == (1, 512, 7, 7)
+    monai_resnet = ResNet("basic", [3, 4, 6, 3], [64, 128, 256, 512], spatial_dims=2, conv1_t_stride=2, feed_forward=False)
+    monai_resnet.load_state_dict(encoder.state_dict())  # strict: every key matches
+
+
+def test_densenet_encoder_has_densenet121_feature_keys():
+    encoder = DenseNetEncoder(spatial_dims=2, in_channels=3)
+    assert encoder.out_channels == 1024
+    missing, unexpected = DenseNet121(spatial_dims=2, in_channels=3, out_channels=2).load_state_dict(
+        encoder.state_dict(), strict=False
+    )
+    assert unexpected == [] and missing == ["class_layers.out.weight", "class_layers.out.bias"]
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown encoder 'vgg16'"):
+        build_encoder("vgg16")

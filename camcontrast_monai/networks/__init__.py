@@ -1,3 +1,4 @@
+from camcontrast_monai.networks.backbones import ENCODER_NAMES, DenseNetEncoder, ResNetEncoder, build_encoder
 from camcontrast_monai.networks.cam import class_activation_maps, minmax_normalize
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.networks.contrastive import (
@@ -16,6 +17,10 @@ from camcontrast_monai.networks.downstream import (
 from camcontrast_monai.networks.unet_encoder import UNetEncoder, unet_features
 
 __all__ = [
+    "ENCODER_NAMES",
+    "DenseNetEncoder",
+    "ResNetEncoder",
+    "build_encoder",
     "CAMClassifier",
     "CAMContrastNet",
     "EncoderClassifier",
