@@ -35,18 +35,28 @@ LEARNING_RATE = 0.003
 MOMENTUM = 0.95
 
 
-def matmul_peak_gflops(size: int = 4096, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
-    """Best-of-``repeats`` GFLOP/s of one ``size x size`` matmul in ``dtype`` on the CPU (after one warm-up)."""
+def _synchronize(device: torch.device | str) -> None:
+    """Wait for queued GPU work, so wall-clock times cover it (no-op on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_gflops(
+    size: int = 4096, dtype: torch.dtype = torch.float32, repeats: int = 5, device: torch.device | str = "cpu"
+) -> float:
+    """Best-of-``repeats`` GFLOP/s of one ``size x size`` matmul in ``dtype`` on ``device`` (after one warm-up)."""
     if size < 1 or repeats < 1:
         raise ValueError(f"size and repeats must be positive, got size={size}, repeats={repeats}")
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator).to(dtype)
-    b = torch.randn(size, size, generator=generator).to(dtype)
+    a = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     torch.mm(a, b)  # warm-up: thread pool, kernel selection
+    _synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        _synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2.0 * size**3 / max(best, 1e-12) / 1e9
 
@@ -67,10 +77,10 @@ def _bf16_supported() -> tuple[bool, str]:
     return True, ""
 
 
-def _measure_peaks(size: int, bf16: bool) -> dict[str, float]:
-    peaks = {"fp32": matmul_peak_gflops(size, torch.float32)}
+def _measure_peaks(size: int, bf16: bool, device: torch.device) -> dict[str, float]:
+    peaks = {"fp32": matmul_peak_gflops(size, torch.float32, device=device)}
     if bf16:
-        peaks["bf16"] = matmul_peak_gflops(size, torch.bfloat16)
+        peaks["bf16"] = matmul_peak_gflops(size, torch.bfloat16, device=device)
     return peaks
 
 
@@ -91,7 +101,7 @@ def _train_step(
     """One stage-2 step; the loss is computed in float32 outside autocast. ``optimizer=None`` skips the update."""
     if optimizer is not None:
         optimizer.zero_grad(set_to_none=True)
-    with autocast_context("cpu", autocast_dtype):
+    with autocast_context(image.device, autocast_dtype):
         z_image, z_heatmap = network(image, heatmap)
     loss = loss_fn(z_image.float(), z_heatmap.float())
     loss.backward()
@@ -125,6 +135,7 @@ def bench_step(
     seed: int = 0,
     verbose: bool = True,
     peak_size: int = 4096,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Time stage-2 training steps per variant; print a table (when ``verbose``) and return the results.
 
@@ -136,6 +147,8 @@ def bench_step(
     (per step of round 1). ``loss_max_abs_diff_vs_fp32`` / ``loss_max_rel_diff_vs_fp32`` compare
     those losses with fp32's. ``peak_gflops`` is the best matmul rate measured before and after the runs.
     ``peak_size`` is the matmul size of the peak measurement (smaller is quicker and lower).
+    ``device`` runs everything there (e.g. ``"cuda"``); on a GPU ``peak_gpu_memory_mib`` holds each
+    variant's peak allocated memory.
     """
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -151,9 +164,11 @@ def bench_step(
     for variant in variants:
         _parse_variant(variant)
     malloc_tuned = tune_malloc()
+    device_t = torch.device(device)
+    on_gpu = device_t.type == "cuda"
 
     notes: list[str] = []
-    bf16_ok, bf16_note = _bf16_supported()
+    bf16_ok, bf16_note = (torch.cuda.is_bf16_supported(), "GPU lacks bf16") if on_gpu else _bf16_supported()
     runnable = []
     for variant in variants:
         autocast_dtype, channels_last = _parse_variant(variant)
@@ -165,18 +180,22 @@ def bench_step(
             runnable.append(variant)
 
     torch.manual_seed(seed)
-    network = CAMContrastNet(spatial_dims=spatial_dims, width=width).train()
+    network = CAMContrastNet(spatial_dims=spatial_dims, width=width).to(device_t).train()
     initial_state = copy.deepcopy(network.state_dict())
     loss_fn = ImageHeatmapNTXentLoss(TEMPERATURE)
     generator = torch.Generator().manual_seed(seed)
     image_shape = (batch_size, 3) + (crop_size,) * spatial_dims
     heatmap_shape = (batch_size, 1) + (crop_size // HEATMAP_STRIDE,) * spatial_dims
     batches = [
-        (torch.randn(image_shape, generator=generator), torch.rand(heatmap_shape, generator=generator))
+        (
+            torch.randn(image_shape, generator=generator).to(device_t),
+            torch.rand(heatmap_shape, generator=generator).to(device_t),
+        )
         for _ in range(warmup + steps)
     ]
     flops_per_step = count_step_flops(network, *batches[0])
-    peaks_before = _measure_peaks(peak_size, bf16_ok)  # measured before and after; the best is the peak
+    peaks_before = _measure_peaks(peak_size, bf16_ok, device_t)  # measured before and after; the best is the peak
+    peak_gpu: dict[str, int] = {}
 
     per_round: dict[str, list[float]] = {v: [] for v in runnable}
     losses: dict[str, list[float]] = {}
@@ -195,18 +214,24 @@ def bench_step(
                 for image, heatmap in batches
             ]
             step_losses = []
+            if on_gpu:
+                torch.cuda.reset_peak_memory_stats(device_t)
             for image, heatmap in run_batches[:warmup]:
                 step_losses.append(_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype))
+            _synchronize(device_t)
             start = time.perf_counter()
             for image, heatmap in run_batches[warmup:]:
                 step_losses.append(_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype))
+            _synchronize(device_t)
             elapsed = time.perf_counter() - start
+            if on_gpu:
+                peak_gpu[variant] = max(peak_gpu.get(variant, 0), torch.cuda.max_memory_allocated(device_t))
             per_round[variant].append(batch_size * steps / elapsed)
             if round_index == 0:
                 losses[variant] = [float(loss) for loss in step_losses]
     network.to(memory_format=torch.contiguous_format)
 
-    peaks = {k: max(v, peaks_before[k]) for k, v in _measure_peaks(peak_size, bf16_ok).items()}
+    peaks = {k: max(v, peaks_before[k]) for k, v in _measure_peaks(peak_size, bf16_ok, device_t).items()}
     results: dict[str, Any] = {}
     for variant in runnable:
         rates = per_round[variant]
@@ -229,6 +254,7 @@ def bench_step(
             "fraction_of_peak": gflops / peak if peak else None,
             "ratio_to_fp32": ratio,
             "losses": losses[variant],
+            "peak_gpu_memory_mib": peak_gpu[variant] / 2**20 if on_gpu else None,
         }
     loss_diff, loss_rel_diff = {}, {}
     if "fp32" in losses:
@@ -249,6 +275,7 @@ def bench_step(
             "seed": seed,
             "variants": list(variants),
             "peak_size": peak_size,
+            "device": str(device_t),
         },
         "rounds_completed": rounds,
         "flops_per_step": flops_per_step,
@@ -257,7 +284,7 @@ def bench_step(
         "loss_max_abs_diff_vs_fp32": loss_diff,
         "loss_max_rel_diff_vs_fp32": loss_rel_diff,
         "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_capability": torch.cuda.get_device_name(device_t) if on_gpu else torch.backends.cpu.get_cpu_capability(),
         "malloc_tuned": malloc_tuned,
         "notes": notes,
     }
@@ -276,7 +303,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"FLOPs/step (fwd+bwd): {report['flops_per_step'] / 1e9:.2f} GFLOP; matmul peak: "
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items()),
         f"{'variant':<20} {'crops/s med':>11} {'min':>8} {'max':>8} {'s/step':>8} {'GFLOP/s':>8} "
-        f"{'% peak':>7} {'x fp32':>7} {'|dloss|':>8} {'rel':>7}",
+        f"{'% peak':>7} {'x fp32':>7} {'|dloss|':>8} {'rel':>7} {'GPU MiB':>8}",
     ]
     for variant, row in report["variants"].items():
         rate = row["crops_per_s"]
@@ -286,9 +313,11 @@ def format_report(report: dict[str, Any]) -> str:
         diff_text = f"{diff:.2e}" if diff is not None else "-"
         rel = report["loss_max_rel_diff_vs_fp32"].get(variant)
         rel_text = f"{100 * rel:.1f}%" if rel is not None else "-"
+        gpu = f"{row['peak_gpu_memory_mib']:.0f}" if row["peak_gpu_memory_mib"] is not None else "-"
         lines.append(
             f"{variant:<20} {rate['median']:>11.2f} {rate['min']:>8.2f} {rate['max']:>8.2f} "
             f"{row['seconds_per_step']:>8.3f} {row['gflops']:>8.1f} {frac:>7} {ratio:>7} {diff_text:>8} {rel_text:>7}"
+            f" {gpu:>8}"
         )
     lines.append(
         "|dloss|, rel: max abs / relative loss difference from fp32 over the same steps from the same weights"

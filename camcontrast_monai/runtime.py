@@ -5,8 +5,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 
-__all__ = ["tune_malloc"]
+__all__ = ["DISABLE_ENV", "tune_malloc", "tune_malloc_unless_disabled"]
+
+DISABLE_ENV = "CAMCONTRAST_DEFAULT_MALLOC"
 
 # mallopt parameter numbers from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
@@ -36,3 +39,16 @@ def tune_malloc() -> bool:
         return False
     _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
     return _applied
+
+
+def tune_malloc_unless_disabled() -> bool:
+    """:func:`tune_malloc`, unless the environment variable ``CAMCONTRAST_DEFAULT_MALLOC=1`` asks to keep glibc's default.
+
+    Called when the package is imported, so every entry point gets it: the ``camcontrast`` CLI, the demo,
+    and ``python -m monai.bundle run`` with any of our bundles (their configs import ``camcontrast_monai``
+    before any network or data exist). The cost: freed heap memory stays with the process (up to the
+    1 GiB trim threshold per process, DataLoader workers included) instead of going back to the OS.
+    """
+    if os.environ.get(DISABLE_ENV, "0") not in ("", "0"):
+        return False
+    return tune_malloc()

@@ -118,3 +118,18 @@ def test_colour_jitter_dict_prob_and_keys():
     out = RandColorJitterd(prob=1.0).set_random_state(0)(data)
     assert not torch.equal(out["image"], data["image"])
     assert out["heatmap"] is data["heatmap"]
+
+
+def test_rand_resized_crop_matches_monai_spatial_crop_and_resize():
+    """The tensor fast path cuts and resizes exactly as MONAI's SpatialCrop + Resize (bilinear/trilinear) would."""
+    from monai.transforms import Resize, SpatialCrop
+
+    for shape in ((3, 48, 40), (1, 20, 24, 20)):
+        image = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+        size = [s // 2 for s in shape[1:]]
+        cropper = RandResizedCrop(spatial_size=size).set_random_state(3)
+        out = cropper(image)
+        box = SpatialCrop(roi_start=cropper.roi_start, roi_end=cropper.roi_start + cropper.roi_size)(image)
+        expected = Resize(spatial_size=size, mode="bilinear")(box)
+        assert out.shape == (shape[0], *size)
+        assert torch.allclose(out, torch.as_tensor(expected), atol=1e-6)

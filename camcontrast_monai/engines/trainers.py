@@ -4,7 +4,8 @@ Both stages need more than ``loss(network(image), label)``: stage 1 also needs t
 forward pass (Eq. 2-4) and stage 2 feeds two views to two encoders (Eq. 5). So each trainer keeps
 everything ``SupervisedTrainer`` offers (handlers, events, metrics, checkpoints) and replaces only
 the iteration. Optional autocast (bf16 on CPU or GPU) wraps the forward pass; the losses cast to
-float32 themselves.
+float32 themselves. Optional channels-last memory format (``channels_last=True``) converts the
+network and every input batch (``channels_last`` in 2D, ``channels_last_3d`` in 3D).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from monai.utils import CommonKeys as Keys
 __all__ = ["Stage1Trainer", "Stage2Trainer", "autocast_context"]
 
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}  # by tensor rank: 2D and 3D images
 
 
 def autocast_context(device: torch.device | str, dtype: str | None) -> contextlib.AbstractContextManager:
@@ -35,16 +37,27 @@ def autocast_context(device: torch.device | str, dtype: str | None) -> contextli
 class _TwoStageTrainer(SupervisedTrainer):
     """A ``SupervisedTrainer`` whose iteration calls :meth:`forward_loss` instead of inferer + loss."""
 
-    def __init__(self, *args: Any, autocast_dtype: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, autocast_dtype: str | None = None, channels_last: bool = False, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("decollate", False)
         super().__init__(*args, **kwargs)
         self.autocast_dtype = autocast_dtype
         autocast_context(self.state.device, autocast_dtype)  # validate the dtype now, not at iteration 1
+        self.channels_last = channels_last
+        self._network_format: torch.memory_format | None = None
 
     def _to_device(self, batch: Mapping[str, Any], key: str) -> torch.Tensor:
         if key not in batch:
             raise KeyError(f"{type(self).__name__} needs '{key}' in every batch, got keys {sorted(batch)}")
-        return torch.as_tensor(batch[key]).to(self.state.device, non_blocking=self.non_blocking)
+        tensor = torch.as_tensor(batch[key]).to(self.state.device, non_blocking=self.non_blocking)
+        if self.channels_last and tensor.ndim in _CHANNELS_LAST:
+            memory_format = _CHANNELS_LAST[tensor.ndim]
+            if self._network_format is None:  # the first image batch tells 2D from 3D
+                self.network.to(memory_format=memory_format)
+                self._network_format = memory_format
+            tensor = tensor.contiguous(memory_format=memory_format)
+        return tensor
 
     def forward_loss(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError

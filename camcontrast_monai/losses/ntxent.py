@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from camcontrast_monai.engines.distributed import gather_with_grad
+
 __all__ = ["ImageHeatmapNTXentLoss", "nt_xent"]
 
 
@@ -16,14 +18,21 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.T
     2B - 2 vectors of both sets. Inputs are L2-normalised here. The softmax is evaluated as a
     log-sum-exp (through ``cross_entropy``), so it stays finite at tau = 0.01 where a plain
     exp/sum (MONAI's ``ContrastiveLoss``) overflows to NaN. Computed in float32 even under autocast.
+
+    When a ``torch.distributed`` process group is initialised, the projections of all processes are
+    gathered first (with gradients, :func:`~camcontrast_monai.engines.distributed.gather_with_grad`),
+    so the loss is over the global batch: every process returns the same value, and N processes with
+    B/N pairs each give one process's loss and (after DDP's gradient averaging) gradients for B pairs.
     """
     if z_a.ndim != 2 or z_a.shape != z_b.shape:
         raise ValueError(f"expected two (B, D) projections of equal shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
     batch_size = z_a.shape[0]
-    z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
-    similarity = z @ z.T / temperature
+    with torch.autocast(z_a.device.type, enabled=False):  # autocast would run the matmul in bf16/fp16
+        z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
+        similarity = z @ z.T / temperature
     self_pairs = torch.eye(2 * batch_size, dtype=torch.bool, device=z.device)
     similarity = similarity.masked_fill(self_pairs, float("-inf"))  # k != i in the denominator
     anchors = torch.arange(batch_size, device=z.device)

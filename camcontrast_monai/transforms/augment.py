@@ -54,6 +54,13 @@ __all__ = [
     "stage2_image_augmentation",
 ]
 
+# RandResizedCrop modes run as torch.nn.functional.interpolate, by spatial dims
+_TORCH_MODES = {
+    "bilinear": {2: "bilinear", 3: "trilinear"},
+    "trilinear": {2: "bilinear", 3: "trilinear"},
+    "nearest": {2: "nearest", 3: "nearest"},
+}
+
 # ITU-R BT.601 luma, the weights torchvision's rgb_to_grayscale uses
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 _RGB_TO_YIQ = torch.tensor(
@@ -346,9 +353,20 @@ class RandResizedCrop(RandomizableTransform):
         spatial_shape = tuple(img.shape[1:])
         if randomize:
             self.randomize(spatial_shape)
-        cropped = SpatialCrop(roi_start=self.roi_start, roi_end=self.roi_start + self.roi_size)(img)
         output_size = spatial_shape if self.spatial_size is None else tuple(self.spatial_size)
-        return Resize(spatial_size=output_size, mode=self.mode)(cropped)
+        if self.mode not in _TORCH_MODES:  # MONAI's own modes (e.g. "area"), with metadata tracking
+            cropped = SpatialCrop(roi_start=self.roi_start, roi_end=self.roi_start + self.roi_size)(img)
+            return Resize(spatial_size=output_size, mode=self.mode)(cropped)
+        # the same crop + resize as SpatialCrop + Resize (no anti-aliasing, align_corners=False), as plain
+        # tensor ops: MONAI's metadata bookkeeping made this the most expensive step of a stage-2 sample
+        box = tuple(slice(int(a), int(a + n)) for a, n in zip(self.roi_start, self.roi_size, strict=True))
+        cropped = convert_to_tensor(img, track_meta=False)[(slice(None), *box)]
+        mode = _TORCH_MODES[self.mode][len(spatial_shape)]
+        resized = torch.nn.functional.interpolate(
+            _as_float_tensor(cropped).unsqueeze(0), size=output_size, mode=mode,
+            align_corners=None if mode == "nearest" else False,
+        )[0]  # fmt: skip
+        return resized
 
 
 class RandResizedCropd(RandomizableTransform, MapTransform):

@@ -1,0 +1,619 @@
+"""``camcontrast bench pipeline`` and ``camcontrast bench heatmaps``: end-to-end stage-2 and heatmap throughput.
+
+``bench_pipeline`` runs, alternately over several rounds in one process and with the same network,
+batch, crop size and loss, three ways of feeding stage-2 training steps:
+
+* ``ours``: the fundus bundle's pipeline (``pretrain.json``): :class:`FixedCropDataset` caches every
+  decoded, resized image (uint8) and its float32 heatmap once; each crop is cut from the cache and
+  augmented per sample in ``num_workers`` DataLoader workers; the real :class:`Stage2Trainer` runs
+  the step with the chosen precision (default: bf16 autocast + channels-last where the device supports
+  bf16, else float32);
+* ``reference``: the public implementation's pipeline: five JPEG crop files and five JPEG heatmap crop
+  files written per image, each decoded and augmented per sample by a standard torch ``DataLoader``
+  (same worker count, same augmentation chain), and a plain float32 training loop;
+* ``compute``: the pure-compute bound of ``ours``: the same precision and the first batches of
+  ``ours`` held in memory, so no data work at all.
+
+Every run restores the same initial weights and a fresh SGD. Reported per pipeline: crops/s
+(median/min/max over rounds), the data-wait fraction (time spent waiting for the next batch / step
+time), peak memory (PSS of this process and its workers, sampled; on GPU also the peak allocated GPU
+memory) and bytes on disk; and per round the ratios ours/reference and ours/compute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Events
+from monai.data import DataLoader as MonaiDataLoader
+from monai.transforms import (
+    CastToTyped,
+    Compose,
+    EnsureTyped,
+    LoadImaged,
+    Resized,
+    ScaleIntensityRanged,
+)
+from PIL import Image
+
+from camcontrast_monai.bench import HEATMAP_STRIDE, TEMPERATURE, _bf16_supported, _parse_variant, _synchronize
+from camcontrast_monai.data.datasets import FixedCropDataset
+from camcontrast_monai.engines.heatmaps import generate_heatmaps
+from camcontrast_monai.engines.trainers import Stage2Trainer, autocast_context
+from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
+from camcontrast_monai.networks.cam_classifier import CAMClassifier
+from camcontrast_monai.networks.contrastive import CAMContrastNet
+from camcontrast_monai.runtime import tune_malloc
+from camcontrast_monai.transforms.augment import stage2_image_augmentation
+from camcontrast_monai.transforms.crops import fixed_crop_boxes
+from camcontrast_monai.transforms.heatmap import cam_heatmaps
+
+__all__ = [
+    "PIPELINES",
+    "ReferenceCropDataset",
+    "bench_heatmaps",
+    "bench_pipeline",
+    "format_pipeline_report",
+    "write_reference_crops",
+    "write_source_images",
+]
+
+PIPELINES = ("ours", "reference", "compute")
+LEARNING_RATE = 0.001
+MOMENTUM = 0.95
+JPEG_QUALITY = 95  # what OpenCV's imwrite, used by the public implementation, writes by default
+
+
+# ----------------------------------------------------------------------------------------------- data
+def write_source_images(
+    root: str | Path, n_images: int, source_size: int, heatmap_size: int, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Write ``n_images`` synthetic RGB JPEG photographs and their float32 ``.npy`` heatmaps; return the datalist.
+
+    Images are smooth colour fields with fine noise (so JPEG sizes are photograph-like); every second
+    image is "normal" and gets an all-zero heatmap, as negative suppression leaves it.
+    """
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "heatmaps").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    datalist = []
+    for index in range(n_images):
+        coarse = torch.from_numpy(rng.uniform(0, 255, (1, 3, 8, 8)).astype(np.float32))
+        smooth = torch.nn.functional.interpolate(coarse, size=(source_size, source_size), mode="bicubic")[0]
+        pixels = smooth.permute(1, 2, 0).numpy() + rng.normal(0, 6, (source_size, source_size, 3))
+        image_path = root / "images" / f"img{index:05d}.jpg"
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(image_path, quality=JPEG_QUALITY)
+        label = index % 2
+        heatmap = rng.uniform(0, 1, (heatmap_size, heatmap_size)).astype(np.float32) * label
+        heatmap_path = root / "heatmaps" / f"img{index:05d}.npy"
+        np.save(heatmap_path, heatmap)
+        datalist.append(
+            {"id": f"img{index:05d}", "image": str(image_path), "heatmap": str(heatmap_path), "label": label}
+        )
+    return datalist
+
+
+def write_reference_crops(
+    datalist: Sequence[dict[str, Any]], root: str | Path, image_size: int
+) -> list[dict[str, Any]]:
+    """The public implementation's crop set: per image, five JPEG image crops and five JPEG heatmap crops.
+
+    Each image is resized to ``image_size`` (area), cut into the fixed crops (TL, TR, BL, BR, C) and
+    every crop saved as its own JPEG; the heatmap crops are saved as 8-bit JPEG images. Returns one
+    entry per crop: ``{"image": crop path, "heatmap": heatmap crop path}``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    crops = []
+    for entry in datalist:
+        with Image.open(entry["image"]) as source:
+            image = np.asarray(source.convert("RGB").resize((image_size, image_size), Image.BOX))
+        heatmap = np.load(entry["heatmap"])
+        heatmap_u8 = np.clip(np.round(heatmap * 255), 0, 255).astype(np.uint8)
+        image_boxes = fixed_crop_boxes(image.shape[:2])
+        heatmap_boxes = fixed_crop_boxes(heatmap.shape)
+        for position, (image_box, heatmap_box) in enumerate(zip(image_boxes, heatmap_boxes, strict=True)):
+            stem = root / f"{Path(entry['image']).stem}_{position}"
+            Image.fromarray(image[image_box]).save(f"{stem}.jpg", quality=JPEG_QUALITY)
+            Image.fromarray(heatmap_u8[heatmap_box]).save(f"{stem}_heatmap.jpg", quality=JPEG_QUALITY)
+            crops.append({"image": f"{stem}.jpg", "heatmap": f"{stem}_heatmap.jpg"})
+    return crops
+
+
+class ReferenceCropDataset(torch.utils.data.Dataset):
+    """Per sample: decode one crop JPEG and one heatmap JPEG, scale to [0, 1], augment the image crop."""
+
+    def __init__(self, crops: Sequence[dict[str, Any]], augmentation: Callable) -> None:
+        self.crops = list(crops)
+        self.augmentation = augmentation
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        entry = self.crops[index]
+        with Image.open(entry["image"]) as crop:
+            image = torch.from_numpy(np.array(crop.convert("RGB"))).permute(2, 0, 1).float() / 255.0
+        with Image.open(entry["heatmap"]) as crop:
+            heatmap = torch.from_numpy(np.array(crop.convert("L"))).unsqueeze(0).float() / 255.0
+        image = self.augmentation({"image": image})["image"]
+        return torch.as_tensor(image, dtype=torch.float32), heatmap
+
+
+def ours_transforms(image_size: int, crop_size: int) -> tuple[Compose, Compose]:
+    """The fundus bundle's stage-2 ``image_transform`` (cached) and ``crop_transform`` (per crop), as in pretrain.json."""
+    image_transform = Compose(
+        [
+            LoadImaged(
+                "image",
+                reader="PILReader",
+                reverse_indexing=False,
+                image_only=True,
+                ensure_channel_first=True,
+            ),
+            Resized("image", spatial_size=(image_size, image_size), mode="area"),
+            CastToTyped("image", dtype=torch.uint8),
+            LoadImaged("heatmap", reader="NumpyReader", image_only=True, ensure_channel_first=True),
+        ]
+    )
+    crop_transform = Compose(
+        [
+            ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0),
+            stage2_image_augmentation(keys="image", spatial_size=[crop_size, crop_size]),
+            EnsureTyped(["image", "heatmap"], dtype=torch.float32, track_meta=False),
+        ]
+    )
+    return image_transform, crop_transform
+
+
+# -------------------------------------------------------------------------------------------- memory
+def _pss_kib(pid: int) -> int:
+    """Proportional set size of a process (KiB; shared pages split between sharers), RSS where PSS is unreadable."""
+    for path, field in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    if line.startswith(field):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    pids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                pids += [int(p) for p in handle.read().split()]
+    return pids
+
+
+class _PeakMemory:
+    """Samples the PSS of this process and its child processes (DataLoader workers) in a thread; keeps the peak."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        pid = os.getpid()
+        self.peak_kib = max(self.peak_kib, _pss_kib(pid) + sum(_pss_kib(child) for child in _children(pid)))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> _PeakMemory:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+# ---------------------------------------------------------------------------------------------- runs
+class _Timer:
+    """Step time and data-wait time of the timed steps (those after ``warmup``)."""
+
+    def __init__(self, device: torch.device, warmup: int) -> None:
+        self.device, self.warmup = device, warmup
+        self.start = self.end = 0.0
+        self.data_wait = 0.0
+        self._fetch_started = 0.0
+        self.step = 0
+
+    def fetch_started(self) -> None:
+        self._fetch_started = time.perf_counter()
+
+    def fetch_completed(self) -> None:
+        if self.step >= self.warmup:
+            self.data_wait += time.perf_counter() - self._fetch_started
+
+    def step_completed(self) -> None:
+        self.step += 1
+        if self.step == self.warmup:
+            _synchronize(self.device)
+            self.start = time.perf_counter()
+
+    def finish(self) -> None:
+        _synchronize(self.device)
+        self.end = time.perf_counter()
+
+
+def _run_ours(network, loader, loss_fn, device, autocast_dtype, channels_last, warmup, steps) -> _Timer:
+    optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    trainer = Stage2Trainer(
+        device=device, max_epochs=1, epoch_length=warmup + steps, train_data_loader=loader, network=network,
+        optimizer=optimizer, loss_function=loss_fn, autocast_dtype=autocast_dtype, channels_last=channels_last,
+    )  # fmt: skip
+    timer = _Timer(device, warmup)
+    trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda _: timer.fetch_started())
+    trainer.add_event_handler(Events.GET_BATCH_COMPLETED, lambda _: timer.fetch_completed())
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: timer.step_completed())
+    trainer.run()
+    timer.finish()
+    return timer
+
+
+def _run_plain(
+    network, batches: Iterator, loss_fn, device, autocast_dtype, channels_last, warmup, steps
+) -> _Timer:
+    """The public implementation's loop (also used for the compute bound on in-memory batches)."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    network.to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    timer = _Timer(device, warmup)
+    for _ in range(warmup + steps):
+        timer.fetch_started()
+        image, heatmap = next(batches)
+        timer.fetch_completed()
+        image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        heatmap = heatmap.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast_context(device, autocast_dtype):
+            z_image, z_heatmap = network(image, heatmap)
+        loss_fn(z_image, z_heatmap).backward()
+        optimizer.step()
+        timer.step_completed()
+    timer.finish()
+    return timer
+
+
+def _dir_bytes(paths: Sequence[str]) -> int:
+    return sum(os.path.getsize(p) for p in paths)
+
+
+def bench_pipeline(
+    width: int = 64,
+    crop_size: int = 96,
+    batch_size: int = 32,
+    steps: int = 3,
+    warmup: int = 2,
+    rounds: int = 3,
+    num_workers: int = 2,
+    precision: str = "auto",
+    n_images: int | None = None,
+    source_size: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    workdir: str | None = None,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Alternate ``ours``, ``reference`` and ``compute`` over ``rounds``; print a table (``verbose``) and return results.
+
+    ``crop_size`` is the crop side (the image is resized to ``2 * crop_size`` and cut into the five fixed
+    crops, as the bundle's ``crop_size = image_size // 2``). ``precision`` is a ``bench step`` variant
+    for ``ours`` and ``compute`` (``auto``: ``bf16+channels_last`` where bf16 works, else ``fp32``);
+    ``reference`` always runs float32. ``n_images`` defaults to enough images for one pass of
+    ``warmup + steps`` batches (five crops per image). Data are written under ``workdir`` (default: a
+    temporary folder, deleted afterwards).
+    """
+    if min(width, batch_size, steps, rounds, warmup) < 1 or num_workers < 0:
+        raise ValueError("width, batch_size, steps, rounds and warmup must be >= 1 and num_workers >= 0")
+    if crop_size % HEATMAP_STRIDE:
+        raise ValueError(f"crop_size must be a multiple of {HEATMAP_STRIDE}, got {crop_size}")
+    device_t = torch.device(device)
+    malloc_tuned = tune_malloc()
+    notes: list[str] = []
+    if precision == "auto":
+        bf16_ok, why = (True, "") if device_t.type == "cuda" else _bf16_supported()
+        precision = "bf16+channels_last" if bf16_ok else "fp32"
+        if not bf16_ok:
+            notes.append(f"precision auto -> fp32: {why}")
+    autocast_dtype, channels_last = _parse_variant(precision)
+    image_size = 2 * crop_size
+    needed_images = -(-(warmup + steps) * batch_size // 5)
+    n_images = n_images or needed_images
+    if n_images < needed_images:
+        raise ValueError(
+            f"n_images={n_images} gives fewer than {warmup + steps} batches of {batch_size} crops"
+        )
+    source_size = source_size or image_size + image_size // 4
+
+    with contextlib.ExitStack() as stack:
+        root = (
+            Path(workdir)
+            if workdir
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_")))
+        )
+        datalist = write_source_images(
+            root / "source", n_images, source_size, image_size // HEATMAP_STRIDE, seed
+        )
+        reference_crops = write_reference_crops(datalist, root / "reference_crops", image_size)
+        bytes_on_disk = {
+            "source_images": _dir_bytes([d["image"] for d in datalist]),
+            "ours_heatmaps": _dir_bytes([d["heatmap"] for d in datalist]),
+            "reference_crops": _dir_bytes(
+                [c["image"] for c in reference_crops] + [c["heatmap"] for c in reference_crops]
+            ),
+        }
+
+        setup_start = time.perf_counter()
+        image_transform, crop_transform = ours_transforms(image_size, crop_size)
+        dataset = FixedCropDataset(
+            datalist, image_transform, crop_transform, num_workers=num_workers, progress=False
+        )
+        cache_seconds = time.perf_counter() - setup_start
+        reference_dataset = ReferenceCropDataset(
+            reference_crops, stage2_image_augmentation(keys="image", spatial_size=[crop_size, crop_size])
+        )
+
+        def ours_loader() -> MonaiDataLoader:
+            return MonaiDataLoader(
+                dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers
+            )
+
+        def reference_batches() -> Iterator:
+            loader = torch.utils.data.DataLoader(
+                reference_dataset,
+                batch_size=batch_size,
+                shuffle=True,
+                drop_last=True,
+                num_workers=num_workers,
+            )
+            return iter(loader)
+
+        torch.manual_seed(seed)
+        network = CAMContrastNet(width=width).to(device_t).train()
+        initial_state = copy.deepcopy(network.state_dict())
+        loss_fn = ImageHeatmapNTXentLoss(TEMPERATURE)
+        resident = [
+            (batch["image"], batch["heatmap"])
+            for batch, _ in zip(ours_loader(), range(warmup + steps), strict=False)
+        ]
+
+        rates: dict[str, list[float]] = {p: [] for p in PIPELINES}
+        wait: dict[str, list[float]] = {p: [] for p in PIPELINES}
+        peak_kib = dict.fromkeys(PIPELINES, 0)
+        peak_gpu = dict.fromkeys(PIPELINES, 0)
+        for _ in range(rounds):
+            for pipeline in PIPELINES:
+                network.to(memory_format=torch.contiguous_format)
+                network.load_state_dict(initial_state)
+                if device_t.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device_t)
+                with _PeakMemory() as memory:
+                    if pipeline == "ours":
+                        timer = _run_ours(
+                            network,
+                            ours_loader(),
+                            loss_fn,
+                            device_t,
+                            autocast_dtype,
+                            channels_last,
+                            warmup,
+                            steps,
+                        )
+                    elif pipeline == "reference":
+                        timer = _run_plain(
+                            network, reference_batches(), loss_fn, device_t, None, False, warmup, steps
+                        )
+                    else:
+                        timer = _run_plain(
+                            network,
+                            iter(resident),
+                            loss_fn,
+                            device_t,
+                            autocast_dtype,
+                            channels_last,
+                            warmup,
+                            steps,
+                        )
+                elapsed = timer.end - timer.start
+                rates[pipeline].append(batch_size * steps / elapsed)
+                wait[pipeline].append(timer.data_wait / elapsed)
+                peak_kib[pipeline] = max(peak_kib[pipeline], memory.peak_kib)
+                if device_t.type == "cuda":
+                    peak_gpu[pipeline] = max(peak_gpu[pipeline], torch.cuda.max_memory_allocated(device_t))
+        network.to(memory_format=torch.contiguous_format)
+
+    def spread(values: Sequence[float]) -> dict[str, Any]:
+        return {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "rounds": list(values),
+        }
+
+    results = {
+        p: {
+            "crops_per_s": spread(rates[p]),
+            "data_wait_fraction": spread(wait[p]),
+            "peak_memory_mib": peak_kib[p] / 1024,
+            "peak_gpu_memory_mib": peak_gpu[p] / 2**20 if device_t.type == "cuda" else None,
+        }
+        for p in PIPELINES
+    }
+    report = {
+        "config": {
+            "width": width,
+            "crop_size": crop_size,
+            "image_size": image_size,
+            "batch_size": batch_size,
+            "steps": steps,
+            "warmup": warmup,
+            "rounds": rounds,
+            "num_workers": num_workers,
+            "precision": precision,
+            "n_images": n_images,
+            "source_size": source_size,
+            "device": str(device_t),
+            "seed": seed,
+        },  # fmt: skip
+        "pipelines": results,
+        "ours_over_reference": spread(
+            [o / r for o, r in zip(rates["ours"], rates["reference"], strict=True)]
+        ),
+        "ours_over_compute": spread([o / c for o, c in zip(rates["ours"], rates["compute"], strict=True)]),
+        "bytes_on_disk": bytes_on_disk,
+        "disk_ratio_ours": (bytes_on_disk["source_images"] + bytes_on_disk["ours_heatmaps"])
+        / bytes_on_disk["source_images"],
+        "disk_ratio_reference": bytes_on_disk["reference_crops"] / bytes_on_disk["source_images"],
+        "cache_seconds": cache_seconds,
+        "threads": torch.get_num_threads(),
+        "malloc_tuned": malloc_tuned,
+        "notes": notes,
+    }
+    if verbose:
+        print(format_pipeline_report(report))
+    return report
+
+
+def format_pipeline_report(report: dict[str, Any]) -> str:
+    """A plain-text table of :func:`bench_pipeline`'s result."""
+    c = report["config"]
+    lines = [
+        f"stage-2 pipelines, end to end: width {c['width']}, crop {c['crop_size']} (image {c['image_size']}), "
+        f"batch {c['batch_size']}, {c['steps']} timed steps x {c['rounds']} rounds, {c['num_workers']} workers, "
+        f"ours/compute precision {c['precision']}, reference fp32, device {c['device']}, {report['threads']} threads",
+        f"{'pipeline':<10} {'crops/s med':>11} {'min':>8} {'max':>8} {'data wait med':>13} {'max':>6} "
+        f"{'peak PSS MiB':>12} {'GPU MiB':>8}",
+    ]
+    for name, row in report["pipelines"].items():
+        rate, wait = row["crops_per_s"], row["data_wait_fraction"]
+        gpu = f"{row['peak_gpu_memory_mib']:.0f}" if row["peak_gpu_memory_mib"] is not None else "-"
+        lines.append(
+            f"{name:<10} {rate['median']:>11.2f} {rate['min']:>8.2f} {rate['max']:>8.2f} "
+            f"{100 * wait['median']:>12.1f}% {100 * wait['max']:>5.1f}% {row['peak_memory_mib']:>12.0f} {gpu:>8}"
+        )
+    for key, label in (("ours_over_reference", "ours / reference"), ("ours_over_compute", "ours / compute")):
+        r = report[key]
+        lines.append(
+            f"{label:<17} median {r['median']:.2f}  min {r['min']:.2f}  max {r['max']:.2f}  (per round)"
+        )
+    b = report["bytes_on_disk"]
+    lines.append(
+        f"on disk: source images {b['source_images'] / 2**20:.2f} MiB; ours +heatmaps {b['ours_heatmaps'] / 2**20:.3f} MiB "
+        f"({report['disk_ratio_ours']:.3f}x the sources); reference crop files {b['reference_crops'] / 2**20:.2f} MiB "
+        f"({report['disk_ratio_reference']:.2f}x); image cache built in {report['cache_seconds']:.1f} s"
+    )
+    lines += [f"note: {note}" for note in report["notes"]]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ heatmaps
+def bench_heatmaps(
+    width: int = 64,
+    image_size: int = 448,
+    n_images: int = 32,
+    batch_size: int = 16,
+    rounds: int = 3,
+    num_workers: int = 2,
+    device: str = "cpu",
+    seed: int = 0,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Images/s of :func:`generate_heatmaps` (read, resize, CAM, suppression, ``.npy`` write) per round.
+
+    Also times the classifier's CAM pass alone on the same images held in memory (``compute``), the
+    upper bound, alternating with the full generation in each round.
+    """
+    if min(width, image_size, n_images, batch_size, rounds) < 1:
+        raise ValueError("width, image_size, n_images, batch_size and rounds must be positive")
+    device_t = torch.device(device)
+    tune_malloc()
+    torch.manual_seed(seed)
+    classifier = CAMClassifier(spatial_dims=2, in_channels=3, num_classes=2, width=width).to(device_t).eval()
+    transform = Compose(
+        [
+            LoadImaged(
+                "image",
+                reader="PILReader",
+                reverse_indexing=False,
+                image_only=True,
+                ensure_channel_first=True,
+            ),
+            Resized("image", spatial_size=(image_size, image_size), mode="area"),
+            ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0),
+        ]
+    )
+    full, compute = [], []
+    with tempfile.TemporaryDirectory(prefix="bench_heatmaps_") as root:
+        datalist = write_source_images(Path(root) / "source", n_images, image_size + image_size // 4, 1, seed)
+        resident = torch.stack([torch.as_tensor(transform(dict(d))["image"]) for d in datalist])
+        for round_index in range(rounds):
+            start = time.perf_counter()
+            generate_heatmaps(
+                classifier, datalist, transform, str(Path(root) / f"out{round_index}"), batch_size=batch_size,
+                num_workers=num_workers, device=device_t,
+            )  # fmt: skip
+            _synchronize(device_t)
+            full.append(n_images / (time.perf_counter() - start))
+            start = time.perf_counter()
+            with torch.no_grad():
+                for first in range(0, n_images, batch_size):
+                    cam_heatmaps(classifier, resident[first : first + batch_size].to(device_t))
+            _synchronize(device_t)
+            compute.append(n_images / (time.perf_counter() - start))
+    report = {
+        "config": {
+            "width": width,
+            "image_size": image_size,
+            "n_images": n_images,
+            "batch_size": batch_size,
+            "rounds": rounds,
+            "num_workers": num_workers,
+            "device": str(device_t),
+        },  # fmt: skip
+        "images_per_s": {
+            "median": statistics.median(full),
+            "min": min(full),
+            "max": max(full),
+            "rounds": full,
+        },
+        "compute_images_per_s": {
+            "median": statistics.median(compute),
+            "min": min(compute),
+            "max": max(compute),
+            "rounds": compute,
+        },  # fmt: skip
+    }
+    if verbose:
+        f, k = report["images_per_s"], report["compute_images_per_s"]
+        print(
+            f"heatmap generation: width {width}, image {image_size}, {n_images} images, batch {batch_size}, "
+            f"{num_workers} workers, device {device_t}, {rounds} rounds\n"
+            f"full (read+resize+CAM+suppression+write): {f['median']:.2f} images/s (min {f['min']:.2f}, "
+            f"max {f['max']:.2f})\n"
+            f"CAM pass only, images in memory:          {k['median']:.2f} images/s (min {k['min']:.2f}, "
+            f"max {k['max']:.2f})"
+        )
+    return report

@@ -1,0 +1,139 @@
+"""The issue-7 device check in one process: ``bench step`` and ``bench pipeline`` at the paper's sizes, plus projections.
+
+Run by ``scripts/gpu_check.sh`` on a GPU machine (defaults: 224-px crops, batch 120, full-width
+U-Net encoder, bf16 autocast); the same code runs on the CPU at small sizes in the test suite.
+Prints, besides the two benchmark tables: crops/s, peak GPU memory, the achieved fraction of the
+device's measured bf16 matmul peak (model FLOPs per step / step time / peak), and the projected
+wall time of the paper's full stage-2 runs from the measured step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from camcontrast_monai.bench import bench_step
+from camcontrast_monai.bench_pipeline import bench_pipeline
+
+__all__ = ["PAPER_RUNS", "main", "project_hours", "run_gpu_check"]
+
+# (name, stage-2 steps, batch) of the paper's full pretraining runs (section 4.1)
+PAPER_RUNS = (("ODIR fundus, 25k steps", 25_000, 120), ("ChestX-ray14, 72k steps", 72_000, 120))
+
+
+def project_hours(
+    seconds_per_step: float, steps: int, n_devices: int = 1, scaling_efficiency: float = 1.0
+) -> float:
+    """Hours of ``steps`` steps at the global batch measured on one device, spread over ``n_devices`` devices.
+
+    Each device computes ``batch / n_devices`` pairs per step, so the step time shrinks by
+    ``n_devices * scaling_efficiency`` (1.0 = perfect scaling; the gather of 2 x batch x 128 projections
+    per step is tiny next to the encoder, but the data pipeline and all-reduce of the gradients are not free).
+    """
+    if seconds_per_step <= 0 or steps < 1 or n_devices < 1 or not 0 < scaling_efficiency <= 1:
+        raise ValueError(
+            "seconds_per_step > 0, steps >= 1, n_devices >= 1 and 0 < scaling_efficiency <= 1 needed"
+        )
+    return seconds_per_step * steps / (n_devices * scaling_efficiency) / 3600.0
+
+
+def run_gpu_check(
+    device: str = "cuda",
+    width: int = 64,
+    crop_size: int = 224,
+    batch_size: int = 120,
+    steps: int = 5,
+    warmup: int = 2,
+    rounds: int = 3,
+    num_workers: int = 8,
+    peak_size: int = 8192,
+    variants: Sequence[str] = ("fp32", "bf16", "bf16+channels_last"),
+    precision: str = "bf16",
+    pipeline_batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Run both benchmarks and print the summary; returns ``{"step": ..., "pipeline": ..., "summary": ...}``."""
+    step = bench_step(
+        width=width, crop_size=crop_size, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
+        variants=variants, device=device, peak_size=peak_size,
+    )  # fmt: skip
+    pipeline = bench_pipeline(
+        width=width, crop_size=crop_size, batch_size=pipeline_batch_size or batch_size, steps=steps, warmup=warmup,
+        rounds=rounds, num_workers=num_workers, precision=precision, device=device,
+    )  # fmt: skip
+    summary: dict[str, Any] = {"variants": {}, "projections": {}}
+    for variant, row in step["variants"].items():
+        summary["variants"][variant] = {
+            "crops_per_s": row["crops_per_s"]["median"],
+            "seconds_per_step": row["seconds_per_step"],
+            "fraction_of_peak": row["fraction_of_peak"],
+            "peak_gpu_memory_mib": row["peak_gpu_memory_mib"],
+        }
+    lines = [
+        f"== summary ({device}; matmul peak "
+        + ", ".join(f"{k} {v / 1000:.1f} TFLOP/s" for k, v in step["peak_gflops"].items())
+        + f"; {step['flops_per_step'] / 1e9:.1f} GFLOP per step of {batch_size} crops)"
+    ]
+    for variant, row in summary["variants"].items():
+        memory = f"{row['peak_gpu_memory_mib']:.0f} MiB" if row["peak_gpu_memory_mib"] is not None else "-"
+        fraction = f"{100 * row['fraction_of_peak']:.1f}%" if row["fraction_of_peak"] is not None else "-"
+        lines.append(
+            f"step {variant:<20} {row['crops_per_s']:9.2f} crops/s  {row['seconds_per_step']:8.3f} s/step  "
+            f"{fraction} of its dtype's matmul peak  GPU memory {memory}"
+        )
+    ours = pipeline["pipelines"]["ours"]
+    lines.append(
+        f"pipeline ours ({pipeline['config']['precision']}) {ours['crops_per_s']['median']:.2f} crops/s, "
+        f"data wait {100 * ours['data_wait_fraction']['median']:.1f}%, ours/reference "
+        f"{pipeline['ours_over_reference']['median']:.2f}x, ours/compute {pipeline['ours_over_compute']['median']:.2f}"
+    )
+    # projection from the end-to-end rate of our pipeline, rescaled to the paper's batch of 120
+    seconds_per_crop = 1.0 / ours["crops_per_s"]["median"]
+    for name, run_steps, run_batch in PAPER_RUNS:
+        per_step = seconds_per_crop * run_batch
+        hours = {n: project_hours(per_step, run_steps, n) for n in (1, 2, 4, 8)}
+        summary["projections"][name] = hours
+        lines.append(
+            f"projection {name} at batch {run_batch}: "
+            + ", ".join(f"{n} device{'s' if n > 1 else ''} {h:.1f} h" for n, h in hours.items())
+            + " (ideal scaling)"
+        )
+    print("\n".join(lines))
+    return {"step": step, "pipeline": pipeline, "summary": summary}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--crop_size", type=int, default=224)
+    parser.add_argument("--batch_size", type=int, default=120)
+    parser.add_argument("--pipeline_batch_size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--num_workers", type=int, default=8)
+    parser.add_argument("--peak_size", type=int, default=8192)
+    parser.add_argument("--variants", default="fp32,bf16,bf16+channels_last")
+    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda but torch sees no GPU; pass --device cpu for a CPU run")
+    result = run_gpu_check(
+        device=args.device, width=args.width, crop_size=args.crop_size, batch_size=args.batch_size,
+        steps=args.steps, warmup=args.warmup, rounds=args.rounds, num_workers=args.num_workers,
+        peak_size=args.peak_size, variants=[v for v in args.variants.split(",") if v], precision=args.precision,
+        pipeline_batch_size=args.pipeline_batch_size,
+    )  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Issue-7 device check: `bench step` and `bench pipeline` on one GPU at the paper's sizes (224-px crops,
+# batch 120, width-64 U-Net encoder, bf16 autocast), with crops/s, peak GPU memory, the achieved fraction
+# of the GPU's measured bf16 matmul peak, and projections of the paper's full runs.
+#
+#   bash scripts/gpu_check.sh                      # on the GPU machine, from the repository root
+#   DEVICE=cpu WIDTH=2 CROP=32 BATCH=4 STEPS=1 ROUNDS=1 WORKERS=0 PEAK=256 bash scripts/gpu_check.sh   # CPU smoke
+#
+# Writes gpu_check.json (or $OUT/gpu_check.json when OUT is set) beside the printed tables.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+RESULT=${OUT:-.}/gpu_check.json
+if [[ "${DEVICE:-cuda}" == cuda* ]] && command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
+fi
+"$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'threads', torch.get_num_threads())"
+exec "$PYTHON" -m camcontrast_monai.gpu_check \
+    --device "${DEVICE:-cuda}" --width "${WIDTH:-64}" --crop_size "${CROP:-224}" --batch_size "${BATCH:-120}" \
+    --steps "${STEPS:-5}" --warmup "${WARMUP:-2}" --rounds "${ROUNDS:-3}" --num_workers "${WORKERS:-8}" \
+    --peak_size "${PEAK:-8192}" --variants "${VARIANTS:-fp32,bf16,bf16+channels_last}" \
+    --precision "${PRECISION:-bf16}" --json "$RESULT"
