@@ -38,10 +38,18 @@ class ResNetEncoder(ResNet):
         depth: 10, 18, 34 or 50.
         width: channels of the first stage (64 = the standard ResNet); the stages use 1, 2, 4, 8 x width.
         conv1_t_stride: stride of the first convolution.
+        no_max_pool: skip the max-pool after the first convolution (halves the downsampling: 16x
+            instead of 32x with ``conv1_t_stride=2``), for CAMs of small volumes.
     """
 
     def __init__(
-        self, spatial_dims: int = 2, in_channels: int = 3, depth: int = 34, width: int = 64, conv1_t_stride: int = 2
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        depth: int = 34,
+        width: int = 64,
+        conv1_t_stride: int = 2,
+        no_max_pool: bool = False,
     ) -> None:
         if depth not in _RESNET_LAYOUTS:
             raise ValueError(f"ResNet depth must be one of {sorted(_RESNET_LAYOUTS)}, got {depth}")
@@ -53,6 +61,7 @@ class ResNetEncoder(ResNet):
             spatial_dims=spatial_dims,
             n_input_channels=in_channels,
             conv1_t_stride=conv1_t_stride,
+            no_max_pool=no_max_pool,
             feed_forward=False,
         )
         self.out_channels = 8 * width * (4 if block == "bottleneck" else 1)

@@ -258,12 +258,14 @@ def encoder_classifier(
     width: int = 64,
     encoder_weights: Mapping[str, torch.Tensor] | str | os.PathLike | None = None,
     freeze_encoder: bool = False,
+    encoder: nn.Module | None = None,
 ) -> EncoderClassifier:
-    """:class:`EncoderClassifier` on a :class:`UNetEncoder`, initialised from ``encoder_weights`` when given.
+    """:class:`EncoderClassifier` on a :class:`UNetEncoder` (or on ``encoder``, e.g. a 3D ``ResNetEncoder``),
+    initialised from ``encoder_weights`` when given.
 
     The defaults are IDRiD-cls joint grading (DR 5 grades, DME 3 risks); ``freeze_encoder=True`` gives linear evaluation.
     """
-    encoder = UNetEncoder(spatial_dims, in_channels, width)
+    encoder = encoder if encoder is not None else UNetEncoder(spatial_dims, in_channels, width)
     if encoder_weights is not None:
         load_encoder_weights(encoder, encoder_weights)
     return EncoderClassifier(encoder, head_sizes, freeze_encoder=freeze_encoder)
