@@ -15,9 +15,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from camcontrast_monai.engines.distributed import distributed_world_size, gather_with_grad
+from camcontrast_monai.data import write_fundus_dataset
+from camcontrast_monai.engines.distributed import distributed_world_size, evaluation_sampler, gather_with_grad
 from camcontrast_monai.losses import ImageHeatmapNTXentLoss
-from camcontrast_monai.networks import CAMContrastNet
+from camcontrast_monai.networks import CAMClassifier, CAMContrastNet
 
 BATCH = 8
 WORLD = 2
@@ -67,6 +68,12 @@ def test_gather_without_process_group_is_identity():
     assert gather_with_grad(x) is x
 
 
+def test_evaluation_sampler_covers_the_set_once_and_refuses_an_empty_share():
+    assert list(evaluation_sampler(list(range(5)))) == [0, 1, 2, 3, 4]  # one process: the whole set, in order
+    with pytest.raises(ValueError, match="at least one"):
+        evaluation_sampler([])
+
+
 def test_two_gloo_processes_match_one_process_with_the_full_batch(tmp_path):
     network = _network()
     images, heatmaps = _batch()
@@ -87,6 +94,93 @@ def test_two_gloo_processes_match_one_process_with_the_full_batch(tmp_path):
         assert sum(g.abs().sum() for g in expected.values()) > 0
         for name, grad in expected.items():
             torch.testing.assert_close(result["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _torchrun_bundle(tmp_path: Path, configs: list[str], extra_config: dict, **overrides) -> None:
+    """``torchrun --standalone --nproc_per_node=2 -m monai.bundle run`` of the fundus ``configs`` (gloo on the CPU).
+
+    ``extra_config`` is written as a last config file: ``+run`` / ``+finalize`` lists append to the bundle's.
+    """
+    extra_path = tmp_path / "extra.json"
+    extra_path.write_text(json.dumps(extra_config))
+    config_files = [str(FUNDUS_BUNDLE / "configs" / name) for name in configs] + [str(extra_path)]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "monai.bundle", "run", "--config_file", json.dumps(config_files), "--bundle_root", str(FUNDUS_BUNDLE),
+    ]  # fmt: skip
+    for key, value in overrides.items():
+        command += [f"--{key}", str(value)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def _tensorboard_writers(log_dir: Path) -> set[str]:
+    """The processes that wrote event files in ``log_dir`` (``events.out.tfevents.<time>.<host>.<pid>.<n>``)."""
+    return {path.name.split(".")[-2] for path in log_dir.glob("events.out.tfevents.*")}
+
+
+@pytest.fixture
+def fundus_data(tmp_path):
+    write_fundus_dataset(tmp_path / "data" / "pretrain", n=16, seed=0, image_size=64)
+    write_fundus_dataset(tmp_path / "data" / "downstream", n=15, seed=1, image_size=64)
+    return {
+        "dataset_dir": tmp_path / "data", "output_dir": tmp_path / "runs", "width": 4, "image_size": 32,
+        "num_workers": 0,
+    }  # fmt: skip
+
+
+def test_multi_gpu_stage1_bundle_runs_under_torchrun(tmp_path, fundus_data):
+    """Stage 1 under DDP: CAMs through DDP's forward, every rank ends with the weights rank 0 saves."""
+    rank_weights = str(tmp_path / "rank")
+    _torchrun_bundle(
+        tmp_path, ["common.json", "stage1.json", "multi_gpu_stage1.json"],
+        {"+finalize": [f"$torch.save(@classifier.state_dict(), '{rank_weights}' + os.environ['RANK'] + '.pt')"]},
+        **fundus_data, stage1_epochs=1, stage1_batch_size=4, stage1_val_fraction=0.25,
+    )  # fmt: skip
+    runs = fundus_data["output_dir"] / "stage1"
+    saved = torch.load(runs / "classifier.pt", weights_only=True)
+    CAMClassifier(width=4).load_state_dict(saved)  # strict: the single-process network, no DDP/wrapper prefix
+    for rank in range(WORLD):
+        state = torch.load(f"{rank_weights}{rank}.pt", weights_only=True)
+        assert state.keys() == saved.keys()
+        for key, value in saved.items():  # parameters and batch-norm statistics
+            assert torch.equal(state[key], value), f"rank {rank} differs from the saved classifier at {key}"
+    # 12 training images (25% of 16 held out), global batch 4 = 2 per process: 3 steps
+    assert [step for step, _ in json.loads((runs / "loss_history.json").read_text())["loss"]] == [1, 2, 3]
+    assert [epoch for epoch, _ in json.loads((runs / "val_history.json").read_text())["val_auc"]] == [1]
+    assert [p.name for p in (runs / "checkpoints").iterdir()] == ["checkpoint_3.pt"]
+    checkpoint = torch.load(runs / "checkpoints" / "checkpoint_3.pt", weights_only=True)
+    assert checkpoint["network"].keys() == saved.keys()
+    assert len(_tensorboard_writers(runs / "tensorboard")) == 1
+
+
+def test_multi_gpu_finetune_grading_runs_under_torchrun(tmp_path, fundus_data):
+    """Fine-tuning under DDP: validation and test metrics over each whole set once, files written by rank 0."""
+    rows = str(tmp_path / "metric_rows")
+    # the metrics' gathered buffers after the run: the number of samples each metric saw, on every rank
+    seen = (
+        "{'val': len(@validate#key_metric#val_joint_accuracy.metric_fn.get_buffer()[0]),"
+        " 'test': len(@test#metric.metric_fn.get_buffer()[0])}"
+    )
+    _torchrun_bundle(
+        tmp_path, ["common.json", "finetune_cls.json", "multi_gpu_finetune.json"],
+        {"+run": [f"$json.dump({seen}, open('{rows}' + os.environ['RANK'] + '.json', 'w'))"]},
+        **fundus_data, init="random", finetune_epochs=1, finetune_batch_size=4, crop_size=32,
+    )  # fmt: skip
+    run_dir = fundus_data["output_dir"] / "finetune" / "grading" / "random_fraction1.0_seed0"
+    result = json.loads((run_dir / "test_metrics.json").read_text())
+    assert result["weights"] == str(run_dir / "best_model.pt")
+    assert (result["n_train"], result["n_val"], result["n_test"]) == (9, 3, 3)
+    for rank in range(WORLD):  # 3 samples each, split 2 + 1 over the ranks: no padding duplicates
+        assert json.loads(Path(f"{rows}{rank}.json").read_text()) == {"val": 3, "test": 3}
+    best = torch.load(run_dir / "best_model.pt", weights_only=True)
+    assert best and not any(key.startswith("module.") for key in best)
+    val_history = json.loads((run_dir / "val_history.json").read_text())
+    assert [epoch for epoch, _ in val_history["val_joint_accuracy"]] == [1]
+    # 9 training images, global batch 4 = 2 per process, 5 per process (padded): 2 steps
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["checkpoint_2.pt"]
+    assert len(_tensorboard_writers(run_dir / "tensorboard")) == 1
 
 
 def test_multi_gpu_pretrain_bundle_runs_under_torchrun(tmp_path, fundus_pretrain_inputs):

@@ -7,8 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
 from monai.engines import Evaluator
 
+from camcontrast_monai.engines.distributed import (
+    broadcast_module_state,
+    distributed_rank,
+    distributed_world_size,
+)
 from camcontrast_monai.io import load_weights
 from camcontrast_monai.report.tables import write_json
 
@@ -31,11 +37,22 @@ def evaluate_best_model(
     (task, initialisation, label fraction, seed, split sizes) so every number says where it came from.
     If validation never saved a best model (e.g. zero epochs), the current weights are evaluated and
     the JSON says so.
+
+    Under a process group (``torchrun``) every process must call it: rank 0 reads the best model (only
+    rank 0 wrote it, and other nodes may not see its disk) and broadcasts the weights, so every process
+    evaluates the same model on its share of the test set (a ``DistributedSampler``; the metrics gather
+    the shares), and rank 0 alone writes the JSON. Every process returns the same result.
     """
-    from_best = Path(best_model_path).is_file()
+    rank = distributed_rank()
+    from_best = rank == 0 and Path(best_model_path).is_file()
     if from_best:
         load_weights(evaluator.network, best_model_path)
-    else:
+    if distributed_world_size() > 1:
+        decision = [from_best]
+        dist.broadcast_object_list(decision, src=0)
+        from_best = decision[0]
+        broadcast_module_state(evaluator.network, src=0)
+    if not from_best and rank == 0:
         logger.warning("no best model at %s: evaluating the current weights", best_model_path)
     evaluator.run()
     result: dict[str, Any] = {
@@ -45,6 +62,7 @@ def evaluate_best_model(
     }
     for name, handler in (details or {}).items():
         result[name] = getattr(handler, name)
-    write_json(result, output_path)
-    logger.info("test metrics %s written to %s", result["metrics"], output_path)
+    if rank == 0:
+        write_json(result, output_path)
+        logger.info("test metrics %s written to %s", result["metrics"], output_path)
     return result

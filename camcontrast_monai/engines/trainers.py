@@ -18,6 +18,9 @@ import torch
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
+from torch.nn.parallel import DistributedDataParallel
+
+from camcontrast_monai.engines.distributed import LogitsAndCAMs
 
 __all__ = ["Stage1Trainer", "Stage2Trainer", "autocast_context"]
 
@@ -82,19 +85,34 @@ class Stage1Trainer(_TwoStageTrainer):
     """Stage 1: trains a :class:`~camcontrast_monai.networks.CAMClassifier` on coarse labels with Eq. 2.
 
     ``loss_function`` is a :class:`~camcontrast_monai.losses.CAMClassifierLoss`; the network must offer
-    ``forward_with_cams``. Batches are dicts with ``image_key`` and ``label_key``. The output dict
-    holds ``image``, ``label``, ``pred`` (logits), ``loss`` and its ``cross_entropy`` and
-    ``attention`` terms, so handlers can log each.
+    ``forward_with_cams``, or, for multi-process training, be a ``DistributedDataParallel`` around a
+    :class:`~camcontrast_monai.engines.LogitsAndCAMs` (so the forward goes through DDP). Batches are
+    dicts with ``image_key`` and ``label_key``. The output dict holds ``image``, ``label``, ``pred``
+    (logits), ``loss`` and its ``cross_entropy`` and ``attention`` terms, so handlers can log each.
     """
 
     def __init__(self, *args: Any, image_key: str = "image", label_key: str = "label", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.image_key, self.label_key = image_key, label_key
+        if isinstance(self.network, DistributedDataParallel) and not isinstance(
+            self.network.module, LogitsAndCAMs
+        ):
+            raise TypeError(
+                f"{type(self).__name__} needs DistributedDataParallel(LogitsAndCAMs(classifier)), got "
+                f"DistributedDataParallel({type(self.network.module).__name__}): DDP exposes only forward(), "
+                "so the CAMs must come out of it"
+            )
+
+    def logits_and_cams(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and raw CAMs of one forward pass; under DDP, through DDP's forward."""
+        if isinstance(self.network, DistributedDataParallel):
+            return self.network(images)
+        return self.network.forward_with_cams(images)
 
     def forward_loss(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         images = self._to_device(batch, self.image_key)
         labels = self._to_device(batch, self.label_key).reshape(-1).long()
-        logits, cams = self.network.forward_with_cams(images)
+        logits, cams = self.logits_and_cams(images)
         terms = self.loss_function.terms(logits, cams, labels)
         return {Keys.IMAGE: images, Keys.LABEL: labels, Keys.PRED: logits, **terms}
 
@@ -107,7 +125,9 @@ class Stage2Trainer(_TwoStageTrainer):
     ``heatmap_key``. The output dict holds ``loss`` and the two projections.
     """
 
-    def __init__(self, *args: Any, image_key: str = "image", heatmap_key: str = "heatmap", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, image_key: str = "image", heatmap_key: str = "heatmap", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.image_key, self.heatmap_key = image_key, heatmap_key
 
