@@ -3,7 +3,9 @@
     camcontrast demo [--bundle fundus|cxr|mri3d] [--quick] [--out DIR]
     camcontrast check-data SHEET [--images DIR]
     camcontrast bench step [--width 64 --crop_size 224 --batch_size 8]
+    camcontrast bench compare --out DIR [--methods camcontrast,supce-crop,simclr-crop,random] [--seeds 0,1,2]
     camcontrast synth fundus --out DIR --n N --seed S
+    camcontrast synth cxr --out DIR --n N --seed S
 """
 
 from __future__ import annotations
@@ -40,6 +42,37 @@ class Synth:
         counts = manifest["class_counts"]
         return f"wrote {n} images to {out} ({counts})"
 
+    def mri(self, out: str, n: int = 60, seed: int = 0, max_sessions: int = 2) -> str:
+        """T1-weighted brain MRI (CN / MCI / AD, 80x96x80 NIfTI) in a Clinica layout with a ClinicaDL labels.tsv.
+
+        Args:
+            out: output folder (created): labels.tsv, subjects/<participant>/<session>/t1_linear/*.nii.gz,
+                atrophy/*_atrophy.nii.gz (ground-truth atrophy masks) and manifest.json.
+            n: number of subjects.
+            seed: the same seed gives the same volumes.
+            max_sessions: each subject gets 1 to this many sessions, 12 months apart.
+        """
+        from camcontrast_monai.data.synthetic_mri import write_mri_dataset
+
+        manifest = write_mri_dataset(Path(out), n_subjects=n, seed=seed, max_sessions=max_sessions)
+        return f"wrote {manifest['n_sessions']} sessions of {n} subjects to {out} ({manifest['subjects_per_diagnosis']})"
+
+    def cxr(self, out: str, n: int = 200, n_siim: int = 100, seed: int = 0, image_size: int = 256) -> str:
+        """Chest radiographs in ChestX-ray14's layout (out/chestxray14) and SIIM-ACR's (out/siim, DICOM + RLE CSV).
+
+        Args:
+            out: output folder (created); the chest X-ray bundle reads it as its ``dataset_dir``.
+            n: number of ChestX-ray14-like PNG images (patients have 1-3 images).
+            n_siim: number of SIIM-ACR-like DICOM images (half with a pneumothorax).
+            seed: the same seed gives the same images.
+            image_size: square image side in pixels.
+        """
+        from camcontrast_monai.data.synthetic_cxr import write_chestxray14_dataset, write_siim_dataset
+
+        chest = write_chestxray14_dataset(Path(out) / "chestxray14", n=n, seed=seed, image_size=image_size)
+        siim = write_siim_dataset(Path(out) / "siim", n=n_siim, seed=seed + 1000, image_size=image_size)
+        return f"wrote {n} ChestX-ray14-like images ({chest}) and {n_siim} SIIM-ACR-like DICOMs ({siim}) to {out}"
+
 
 class Bench:
     """Benchmarks that print ratios against a baseline measured in the same process."""
@@ -53,6 +86,8 @@ class Bench:
         warmup: int = 2,
         rounds: int = 3,
         variants: str = "fp32,bf16,fp32+channels_last,bf16+channels_last",
+        device: str = "cpu",
+        peak_size: int = 4096,
     ) -> None:
         """Pure-compute stage-2 training throughput (crops/s, GFLOP/s vs the matmul peak) per precision variant.
 
@@ -64,12 +99,114 @@ class Bench:
             warmup: untimed steps before each timing.
             rounds: the variants run alternately this many times; min/median/max are over rounds.
             variants: comma-separated subset of fp32, bf16, fp32+channels_last, bf16+channels_last.
+            device: cpu or cuda.
+            peak_size: side of the square matmul that measures the peak GFLOP/s.
         """
         from camcontrast_monai.bench import bench_step
 
         bench_step(
             width=width, crop_size=crop_size, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
-            variants=variants,
+            variants=variants, device=device, peak_size=peak_size,
+        )  # fmt: skip
+
+    def pipeline(
+        self,
+        width: int = 64,
+        crop_size: int = 96,
+        batch_size: int = 32,
+        steps: int = 3,
+        warmup: int = 2,
+        rounds: int = 3,
+        num_workers: int = 2,
+        precision: str = "auto",
+        device: str = "cpu",
+    ) -> None:
+        """End-to-end stage-2 crops/s: our cached pipeline vs a reference-style crop-file pipeline vs pure compute.
+
+        Args:
+            width: U-Net encoder width (64 = the paper's).
+            crop_size: crop side in pixels (images are resized to twice this and cut into 5 fixed crops).
+            batch_size: crops per step.
+            steps: timed steps per pipeline and round.
+            warmup: untimed steps first (worker start-up, kernel selection); at least 1.
+            rounds: the pipelines run alternately this many times; min/median/max are over rounds.
+            num_workers: DataLoader workers of both pipelines.
+            precision: ours/compute variant (fp32, bf16, fp32+channels_last, bf16+channels_last) or auto.
+            device: cpu or cuda.
+        """
+        from camcontrast_monai.bench_pipeline import bench_pipeline
+
+        bench_pipeline(
+            width=width, crop_size=crop_size, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
+            num_workers=num_workers, precision=precision, device=device,
+        )  # fmt: skip
+
+    def heatmaps(
+        self,
+        width: int = 64,
+        image_size: int = 448,
+        n_images: int = 32,
+        batch_size: int = 16,
+        rounds: int = 3,
+        num_workers: int = 2,
+        device: str = "cpu",
+    ) -> None:
+        """Images/s of CAM heatmap generation (read, resize, CAM, suppression, write) and of the CAM pass alone.
+
+        Args:
+            width: classifier U-Net encoder width (64 = the paper's).
+            image_size: side the images are resized to (448 = the fundus bundle's).
+            n_images: images per round.
+            batch_size: images per classifier batch.
+            rounds: repetitions; min/median/max are over rounds.
+            num_workers: DataLoader workers reading the images.
+            device: cpu or cuda.
+        """
+        from camcontrast_monai.bench_pipeline import bench_heatmaps
+
+        bench_heatmaps(
+            width=width, image_size=image_size, n_images=n_images, batch_size=batch_size, rounds=rounds,
+            num_workers=num_workers, device=device,
+        )  # fmt: skip
+
+
+    def compare(
+        self,
+        out: str = "compare_output",
+        methods: str = "camcontrast,supce-crop,simclr-crop,random",
+        tasks: str = "grading,lesions",
+        fractions: str = "0.25",
+        seeds: str = "0,1,2",
+        preset: str = "default",
+        dataset_dir: str | None = None,
+        num_workers: int = 2,
+        embedding_map: bool = True,
+        shared_pretraining: bool = False,
+        report_only: bool = False,
+    ) -> None:
+        """Pretraining methods x downstream tasks x label fractions x seeds -> report (resumes where it stopped).
+
+        Args:
+            out: folder for data, runs and the report (report/README.md); rerun the same command to resume.
+            methods: comma-separated specs: random, camcontrast, simclr[-crop], supce[-crop], supcon[-crop],
+                each optionally with ":ablation" or ":key=value" overrides, e.g. "camcontrast:no_attention".
+            tasks: comma-separated downstream tasks: grading, lesions, disc_cup, vessels.
+            fractions: comma-separated label fractions of the training split.
+            seeds: comma-separated seeds (each seed pretrains, splits and fine-tunes anew).
+            preset: sizes and learning-rate grid: "default" (about an hour on 2 CPU cores) or "tiny" (a smoke run).
+            dataset_dir: a folder with pretrain/ and downstream/ in the fundus bundle's layout; default:
+                synthetic data written under out/data.
+            num_workers: data-loading worker processes.
+            embedding_map: also draw t-SNE maps of the first seed's encoders' crop representations (Fig. 8).
+            shared_pretraining: pretrain each method once (first seed) and fine-tune every seed from it.
+            report_only: run nothing; write the report from the runs finished so far (for the given seeds).
+        """
+        from camcontrast_monai.compare import run_compare
+
+        run_compare(
+            out=out, methods=methods, tasks=tasks, fractions=fractions, seeds=seeds, preset=preset,
+            dataset_dir=dataset_dir, num_workers=num_workers, embedding_map=embedding_map,
+            shared_pretraining=shared_pretraining, report_only=report_only,
         )  # fmt: skip
 
 

@@ -155,7 +155,7 @@ def test_torchscript_export_matches_eager(tmp_path):
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     # the TorchScript file carries the bundle metadata and configs
     _, meta, extra = monai.data.load_net_with_metadata(str(ts_path), more_extra_files=("inference.json", "common.json"))
-    assert meta["version"] == "0.1.0"
+    assert meta["version"] == json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 1024
     assert "network_def" in json.loads(extra["inference.json"])
 

@@ -139,3 +139,55 @@ def test_densenet_encoder_has_densenet121_feature_keys():
 def test_unknown_backbone_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown encoder 'vgg16'"):
         build_encoder("vgg16")
+
+
+# --- other backbones through the fundus bundle (paper Table 12): stage 1, heatmaps, stage 2, downstream ---
+
+
+@pytest.mark.parametrize("encoder_name,encoder_type", [("resnet34", ResNetEncoder), ("densenet121", DenseNetEncoder)])
+def test_backbone_switch_reaches_stage1_heatmaps_stage2_and_finetuning(tmp_path, encoder_name, encoder_type):
+    import json
+
+    import numpy as np
+    from monai.bundle import ConfigParser
+
+    from camcontrast_monai.data import write_fundus_dataset
+    from camcontrast_monai.demo import bundle_path, run_bundle
+
+    bundle = bundle_path()
+    write_fundus_dataset(tmp_path / "data" / "pretrain", n=4, seed=0, image_size=64)
+    common = {
+        "bundle_root": str(bundle), "dataset_dir": str(tmp_path / "data"), "output_dir": str(tmp_path / "runs"),
+        "width": 4, "image_size": 64, "num_workers": 0, "encoder_name": encoder_name,
+    }  # fmt: skip
+
+    def parsed(configs, key, **overrides):
+        parser = ConfigParser()
+        parser.read_config([str(bundle / "configs" / name) for name in configs])
+        for name, value in {**common, **overrides}.items():
+            parser[name] = value
+        return parser.get_parsed_content(key)
+
+    classifier = parsed(["common.json", "stage1.json"], "network_def")
+    assert isinstance(classifier.encoder, encoder_type)
+    logits, cams = classifier.forward_with_cams(torch.rand(2, 3, 64, 64))
+    assert logits.shape == (2, 2) and cams.shape == (2, 2, 2, 2)  # CAMs of the last block: 64 px / 32
+    (tmp_path / "runs" / "stage1").mkdir(parents=True)
+    torch.save(classifier.state_dict(), tmp_path / "runs" / "stage1" / "classifier.pt")
+    run_bundle(bundle, ["common.json", "heatmaps.json"], **common)
+    entry = json.loads((tmp_path / "runs" / "heatmaps" / "heatmap_datalist.json").read_text())[0]
+    assert np.load(entry["heatmap"]).shape == (2, 2)
+
+    stage2 = parsed(["common.json", "pretrain.json"], "network_def")
+    assert isinstance(stage2.image_encoder, encoder_type)
+    z_image, z_heatmap = stage2(torch.rand(2, 3, 32, 32), torch.rand(2, 1, 1, 1))
+    assert z_image.shape == z_heatmap.shape == (2, 128)
+    encoder_path = tmp_path / "encoder.pt"
+    torch.save(stage2.image_encoder.state_dict(), encoder_path)
+    downstream = parsed(["common.json", "finetune_cls.json"], "network_def", init_weights=str(encoder_path))
+    for key, value in stage2.image_encoder.state_dict().items():
+        assert torch.equal(downstream.encoder.state_dict()[key], value)
+    assert isinstance(downstream.encoder, encoder_type) and downstream(torch.rand(2, 3, 64, 64)).shape == (2, 8)
+    with pytest.raises(RuntimeError) as raised:
+        parsed(["common.json", "finetune_seg.json"], "network_def")
+    assert "needs the U-Net encoder" in str(raised.value.__cause__)

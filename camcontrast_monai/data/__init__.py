@@ -1,10 +1,33 @@
-from camcontrast_monai.data.datalists import downstream_splits, read_mask_datalist, subsample_by_patient
+from camcontrast_monai.data.crossval import crossval_splits, patient_folds
+from camcontrast_monai.data.cxr_readers import (
+    CHESTXRAY14_LABELS,
+    chestxray14_splits,
+    read_chestxray14,
+    read_image_list,
+    read_siim_acr,
+    read_siim_rle,
+    rle_decode,
+    rle_encode,
+)
+from camcontrast_monai.data.datalists import (
+    downstream_splits,
+    read_mask_datalist,
+    subsample_by_patient,
+    subsample_class_ratio,
+)
 from camcontrast_monai.data.datasets import FixedCropDataset
+from camcontrast_monai.data.mri_readers import CAPS_T1_TEMPLATE, DIAGNOSIS_CLASSES, read_clinica_tsv
 from camcontrast_monai.data.readers import (
     read_idrid_grading,
     read_image_label_csv,
     read_odir_annotations,
     split_by_patient,
+)
+from camcontrast_monai.data.synthetic_cxr import (
+    CXR_FINDINGS,
+    generate_cxr,
+    write_chestxray14_dataset,
+    write_siim_dataset,
 )
 from camcontrast_monai.data.synthetic_fundus import (
     LESION_TYPES,
@@ -13,9 +36,38 @@ from camcontrast_monai.data.synthetic_fundus import (
     generate_fundus,
     write_fundus_dataset,
 )
+from camcontrast_monai.data.synthetic_mri import (
+    DIAGNOSES,
+    MRI_SHAPE,
+    generate_brain,
+    mri_affine,
+    write_mri_dataset,
+)
 from camcontrast_monai.data.validation import Problem, check_datalist, check_image_file, validate_datalist
 
 __all__ = [
+    "CHESTXRAY14_LABELS",
+    "CXR_FINDINGS",
+    "chestxray14_splits",
+    "generate_cxr",
+    "read_chestxray14",
+    "read_image_list",
+    "read_siim_acr",
+    "read_siim_rle",
+    "rle_decode",
+    "rle_encode",
+    "write_chestxray14_dataset",
+    "write_siim_dataset",
+    "CAPS_T1_TEMPLATE",
+    "DIAGNOSES",
+    "DIAGNOSIS_CLASSES",
+    "MRI_SHAPE",
+    "crossval_splits",
+    "generate_brain",
+    "mri_affine",
+    "patient_folds",
+    "read_clinica_tsv",
+    "write_mri_dataset",
     "LESION_TYPES",
     "MASK_NAMES",
     "FixedCropDataset",
@@ -31,6 +83,7 @@ __all__ = [
     "read_odir_annotations",
     "split_by_patient",
     "subsample_by_patient",
+    "subsample_class_ratio",
     "validate_datalist",
     "write_fundus_dataset",
 ]

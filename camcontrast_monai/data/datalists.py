@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from camcontrast_monai.data.readers import split_by_patient
 
-__all__ = ["downstream_splits", "read_mask_datalist", "subsample_by_patient"]
+__all__ = ["downstream_splits", "read_mask_datalist", "subsample_by_patient", "subsample_class_ratio"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -22,6 +24,37 @@ def subsample_by_patient(datalist: Sequence[dict], fraction: float, seed: int = 
     if not kept:
         raise ValueError(f"label fraction {fraction} of {len(datalist)} entries keeps no entry")
     return kept
+
+
+def subsample_class_ratio(
+    datalist: Sequence[dict], ratio: float | None, seed: int = 0, label_key: str = "label"
+) -> list[dict]:
+    """A pretraining set with ``ratio`` = minority count / majority count (paper Table 6), or all of it for None.
+
+    The classes are the binary labels under ``label_key``; the minority is the smaller class of ``datalist``.
+    A ratio below the data's own drops minority images, a ratio above it drops majority images; which
+    ones is a seeded choice, and the kept entries keep their order.
+    """
+    if ratio is None:
+        return list(datalist)
+    if not 0 < ratio <= 1:
+        raise ValueError(f"class ratio must be in (0, 1] (minority / majority), got {ratio}")
+    by_class: dict[int, list[int]] = {}
+    for index, entry in enumerate(datalist):
+        by_class.setdefault(int(entry[label_key]), []).append(index)
+    if len(by_class) != 2:
+        raise ValueError(f"a class ratio needs exactly two classes, got labels {sorted(by_class)}")
+    minority, majority = sorted(by_class.values(), key=len)
+    if ratio <= len(minority) / len(majority):
+        minority = _choose(minority, max(1, round(ratio * len(majority))), seed)
+    else:
+        majority = _choose(majority, max(1, round(len(minority) / ratio)), seed)
+    kept = set(minority) | set(majority)
+    return [entry for index, entry in enumerate(datalist) if index in kept]
+
+
+def _choose(indices: list[int], count: int, seed: int) -> list[int]:
+    return np.random.default_rng(seed).choice(indices, size=count, replace=False).tolist()
 
 
 def downstream_splits(

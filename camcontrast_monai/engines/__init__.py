@@ -1,3 +1,14 @@
+from camcontrast_monai.engines.baselines import MultiViewTrainer
+from camcontrast_monai.engines.distributed import (
+    BroadcastBuffers,
+    LogitsAndCAMs,
+    broadcast_module_state,
+    check_global_batch,
+    distributed_rank,
+    distributed_world_size,
+    evaluation_sampler,
+    gather_with_grad,
+)
 from camcontrast_monai.engines.embeddings import EmbeddingWriter
 from camcontrast_monai.engines.evaluation import evaluate_best_model
 from camcontrast_monai.engines.handlers import (
@@ -8,18 +19,29 @@ from camcontrast_monai.engines.handlers import (
     latest_checkpoint,
 )
 from camcontrast_monai.engines.heatmaps import generate_heatmaps, heatmap_id
+from camcontrast_monai.engines.multilabel import MultilabelStage1Trainer
 from camcontrast_monai.engines.trainers import Stage1Trainer, Stage2Trainer, autocast_context
 
 __all__ = [
+    "BroadcastBuffers",
     "EmbeddingWriter",
     "EpochSeeding",
     "History",
+    "LogitsAndCAMs",
+    "MultiViewTrainer",
+    "MultilabelStage1Trainer",
     "ProgressBar",
     "ResumableCheckpoint",
     "Stage1Trainer",
     "Stage2Trainer",
     "autocast_context",
+    "broadcast_module_state",
+    "check_global_batch",
+    "distributed_rank",
+    "distributed_world_size",
     "evaluate_best_model",
+    "evaluation_sampler",
+    "gather_with_grad",
     "generate_heatmaps",
     "heatmap_id",
     "latest_checkpoint",

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from camcontrast_monai.io import atomic_path
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
-from camcontrast_monai.transforms.heatmap import cam_heatmaps
+from camcontrast_monai.transforms.heatmap import cam_heatmaps, positive_class_heatmaps, unweighted_heatmaps
 from camcontrast_monai.transforms.suppression import BackgroundSuppression, NegativeSuppression
 
 __all__ = ["generate_heatmaps", "heatmap_id"]
@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 def heatmap_id(entry: dict[str, Any], image_key: str = "image") -> str:
     """File stem used for an image's heatmap: the entry's ``id`` if it has one, else the image's file stem."""
     return str(entry.get("id") or Path(str(entry[image_key])).stem)
+
+
+def _json_value(value: Any) -> Any:
+    """Arrays (e.g. multilabel targets) as lists, anything else JSON cannot write as its text."""
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic, torch.Tensor)) else str(value)
 
 
 def generate_heatmaps(
@@ -44,6 +49,8 @@ def generate_heatmaps(
     image_key: str = "image",
     label_key: str = "label",
     datalist_name: str = "heatmap_datalist.json",
+    multilabel: bool = False,
+    unweighted: bool = False,
 ) -> list[dict[str, Any]]:
     """Write one heatmap per image and a datalist that pairs each image with its heatmap.
 
@@ -59,6 +66,13 @@ def generate_heatmaps(
 
     ``transform`` must turn an entry into a channel-first image tensor the classifier accepts (the
     stage-1 validation transform) and must keep ``label_key``.
+
+    ``multilabel=True`` (section 4.6): ``label_key`` holds each image's 0/1 vector over the classifier's
+    K classes, and the heatmap is the average of the CAMs of its positive classes
+    (:func:`~camcontrast_monai.transforms.heatmap.positive_class_heatmaps`) instead of the abnormal-class CAM.
+
+    ``unweighted=True`` is the "unweighted heatmaps" ablation (Table 4): the sum of the feature maps
+    (:func:`~camcontrast_monai.transforms.heatmap.unweighted_heatmaps`) replaces the CAM.
     """
     ids = [heatmap_id(entry, image_key) for entry in datalist]
     duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)
@@ -75,7 +89,12 @@ def generate_heatmaps(
     paired: list[dict[str, Any]] = [dict(entry) for entry in datalist]
     for batch in tqdm(loader, desc="heatmaps", unit="batch"):
         images = torch.as_tensor(batch[image_key]).to(device)
-        heatmaps = cam_heatmaps(classifier, images).cpu()
+        if unweighted:
+            heatmaps = unweighted_heatmaps(classifier, images).cpu()
+        elif multilabel:
+            heatmaps = positive_class_heatmaps(classifier, images, torch.as_tensor(batch[label_key]).to(device)).cpu()
+        else:
+            heatmaps = cam_heatmaps(classifier, images).cpu()
         for heatmap, image, label, index in zip(heatmaps, images.cpu(), batch[label_key], batch["index"], strict=True):
             if background_suppression:
                 heatmap = background(heatmap, image)
@@ -86,6 +105,6 @@ def generate_heatmaps(
                 np.save(temporary, heatmap[0].numpy().astype(np.float32))
             paired[int(index)]["heatmap"] = str(path)
     with atomic_path(Path(output_dir) / datalist_name) as temporary:
-        temporary.write_text(json.dumps(paired, indent=1, default=str))
+        temporary.write_text(json.dumps(paired, indent=1, default=_json_value))
     logger.info("wrote %d heatmaps to %s", len(paired), heatmap_dir)
     return paired

@@ -11,8 +11,12 @@ from camcontrast_monai.metrics.downstream import (
     mean_average_precision,
     mean_f1,
 )
+from camcontrast_monai.metrics.multilabel import MultilabelAUC, MultilabelAUCMetric, multilabel_auc
 
 __all__ = [
+    "MultilabelAUC",
+    "MultilabelAUCMetric",
+    "multilabel_auc",
     "AveragePrecision",
     "AveragePrecisionMetric",
     "JointAccuracy",

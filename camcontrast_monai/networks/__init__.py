@@ -1,4 +1,5 @@
 from camcontrast_monai.networks.backbones import ENCODER_NAMES, DenseNetEncoder, ResNetEncoder, build_encoder
+from camcontrast_monai.networks.baselines import ProjectedEncoder, pretrained_encoder, segmentation_unet
 from camcontrast_monai.networks.cam import class_activation_maps, minmax_normalize
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.networks.contrastive import (
@@ -21,6 +22,9 @@ __all__ = [
     "DenseNetEncoder",
     "ResNetEncoder",
     "build_encoder",
+    "ProjectedEncoder",
+    "pretrained_encoder",
+    "segmentation_unet",
     "CAMClassifier",
     "CAMContrastNet",
     "EncoderClassifier",

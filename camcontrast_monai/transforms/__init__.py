@@ -17,7 +17,15 @@ from camcontrast_monai.transforms.crops import (
     fixed_crop_boxes,
     fixed_crop_names,
 )
-from camcontrast_monai.transforms.heatmap import CAMHeatmap, CAMHeatmapd, cam_heatmaps
+from camcontrast_monai.transforms.heatmap import (
+    CAMHeatmap,
+    CAMHeatmapd,
+    cam_heatmaps,
+    positive_class_heatmaps,
+    unweighted_heatmaps,
+)
+from camcontrast_monai.transforms.paired_crops import CROP_STRATEGIES, RandPairedCropd, check_crop_strategy
+from camcontrast_monai.transforms.rle import RLEMask, RLEMaskd
 from camcontrast_monai.transforms.suppression import (
     BackgroundSuppression,
     BackgroundSuppressiond,
@@ -25,8 +33,11 @@ from camcontrast_monai.transforms.suppression import (
     NegativeSuppressiond,
     is_normal_label,
 )
+from camcontrast_monai.transforms.volume import FitVolume, FitVolumed
 
 __all__ = [
+    "FitVolume",
+    "FitVolumed",
     "FIXED_CROP_NAMES_2D",
     "FIXED_CROP_NAMES_3D",
     "BackgroundSuppression",
@@ -43,9 +54,16 @@ __all__ = [
     "RandGrayscaled",
     "RandResizedCrop",
     "RandResizedCropd",
+    "RandPairedCropd",
+    "CROP_STRATEGIES",
+    "check_crop_strategy",
     "SelectFixedCrop",
     "SelectFixedCropd",
     "cam_heatmaps",
+    "unweighted_heatmaps",
+    "positive_class_heatmaps",
+    "RLEMask",
+    "RLEMaskd",
     "fixed_crop_boxes",
     "fixed_crop_names",
     "is_normal_label",

@@ -1,0 +1,571 @@
+"""``camcontrast bench compare``: pretraining methods x downstream tasks x label fractions x seeds, and a report.
+
+Every run goes through the fundus bundle's configs (a snapshot of them taken at the first start, so a
+comparison that is resumed later keeps running the configs it started with). Each method is pretrained
+once per seed with the same data, the same stage-2 schedule (epochs, batch size, optimiser, learning
+rate) and the same encoder; each downstream run is fine-tuned with every learning rate of the same grid
+for every method. For each method, task and label fraction, the learning rate with the best mean
+validation score over seeds is selected, and the test scores of that learning rate are reported as
+mean +- std over seeds.
+
+The runner resumes where it stopped: a finished pretraining is recognised by its encoder file (and
+CAMContrast's stages by the classifier and heatmap datalist), a finished fine-tuning run by its
+``test_metrics.json``; an interrupted run restarts from its last checkpoint.
+
+Method specs: ``random``, ``camcontrast``, ``simclr``, ``simclr-crop``, ``supce``, ``supce-crop``,
+``supcon``, ``supcon-crop``, each optionally followed by ``:`` separated ablation names (see
+:data:`ABLATIONS`) or ``key=value`` config overrides for pretraining, e.g.
+``camcontrast:no_attention`` or ``camcontrast:temperature=0.1`` or ``supce-crop:encoder_name=resnet34``.
+``encoder_name`` also applies to fine-tuning; every other override applies to pretraining only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+import shlex
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from camcontrast_monai.demo import TASK_METRICS, bundle_path, run_bundle
+from camcontrast_monai.report.figures import save_bar_chart, save_curves
+from camcontrast_monai.report.tables import markdown_table, write_json
+
+__all__ = [
+    "ABLATIONS",
+    "BASELINES",
+    "PLANS",
+    "ComparePlan",
+    "MethodSpec",
+    "parse_method",
+    "run_compare",
+    "select_and_summarise",
+]
+
+logger = logging.getLogger(__name__)
+
+BASELINES = {"simclr": "pretrain_simclr.json", "supce": "pretrain_supce.json", "supcon": "pretrain_supcon.json"}
+
+# Ablations of CAMContrast (paper Tables 3, 4 and 6, Fig. 5), as config overrides of the pretraining configs.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "no_attention": {"attention_weight": 0.0},
+    "no_negative_suppression": {"negative_suppression": False},
+    "no_background_suppression": {"background_suppression": False},
+    "discard_normal": {"discard_normal": True},
+    "unweighted_heatmaps": {"unweighted_heatmaps": True},
+    "crops_none": {"crop_strategy": "none"},
+    "crops_random": {"crop_strategy": "random"},
+    "crops_four": {"crop_strategy": "four"},
+    "crops_five": {"crop_strategy": "five"},
+}
+FINETUNE_KEYS = ("encoder_name", "width")  # method overrides that fine-tuning needs too
+VAL_KEYS = {"grading": "val_joint_accuracy"}  # segmentation tasks log "val_score"
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparePlan:
+    """Sizes of a comparison. ``lr_grid`` maps a task to the fine-tuning learning rates tried for every method."""
+
+    n_pretrain: int
+    n_downstream: int
+    image_size: int
+    width: int
+    stage1_epochs: int
+    stage1_batch_size: int
+    pretrain_epochs: int
+    pretrain_batch_size: int
+    pretrain_lr: float
+    cls_image_size: int
+    cls_crop_size: int
+    seg_image_size: int
+    finetune_epochs: int
+    seg_epochs: int
+    finetune_batch_size: int
+    seg_batch_size: int
+    lr_grid: Mapping[str, tuple[float, ...]]
+    tsne_images: int
+
+
+# "default": sized for about 40 minutes of an idle 2-core CPU (an hour or more when it is shared) with
+# 4 methods x 2 tasks x 1 fraction x 3 seeds: 9 pretrainings (CAMContrast counts stage 1 + stage 2) and 48 fine-tunings.
+# Learning rates: two values of the paper's Table A.1 grid per task (a: IDRiD-cls, b: IDRiD-seg), the
+# same two for every method; the full grid is 7 and 5 values.
+PLANS = {
+    "default": ComparePlan(
+        n_pretrain=200, n_downstream=160, image_size=96, width=16,
+        stage1_epochs=10, stage1_batch_size=16, pretrain_epochs=5, pretrain_batch_size=40, pretrain_lr=0.003,
+        cls_image_size=96, cls_crop_size=80, seg_image_size=64, finetune_epochs=15, seg_epochs=12,
+        finetune_batch_size=8, seg_batch_size=5, lr_grid={"grading": (1e-3, 3e-3), "lesions": (3e-4, 1e-3)},
+        tsne_images=60,
+    ),
+    "tiny": ComparePlan(
+        n_pretrain=16, n_downstream=15, image_size=32, width=4,
+        stage1_epochs=1, stage1_batch_size=8, pretrain_epochs=1, pretrain_batch_size=8, pretrain_lr=0.003,
+        cls_image_size=32, cls_crop_size=32, seg_image_size=32, finetune_epochs=1, seg_epochs=1, finetune_batch_size=4,
+        seg_batch_size=4, lr_grid={"grading": (1e-3,), "lesions": (1e-3,)}, tsne_images=6,
+    ),
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """A pretraining method: ``kind`` (random, camcontrast or a baseline), crop variant and config overrides."""
+
+    spec: str
+    kind: str
+    fixed_crops: bool
+    overrides: Mapping[str, Any]
+
+    @property
+    def slug(self) -> str:
+        """The spec as a folder name."""
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.spec)
+
+    @property
+    def finetune_overrides(self) -> dict[str, Any]:
+        return {key: value for key, value in self.overrides.items() if key in FINETUNE_KEYS}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_method(spec: str) -> MethodSpec:
+    """``"supce-crop"`` / ``"camcontrast:no_attention:temperature=0.1"`` -> :class:`MethodSpec`."""
+    name, *options = spec.strip().split(":")
+    base, _, suffix = name.partition("-")
+    if suffix not in ("", "crop") or (suffix and base not in BASELINES):
+        raise ValueError(f"unknown method {name!r}: only baselines ({sorted(BASELINES)}) have a '-crop' variant")
+    if base not in ("random", "camcontrast", *BASELINES):
+        raise ValueError(f"unknown method {base!r}; choose random, camcontrast or one of {sorted(BASELINES)} (+ '-crop')")
+    overrides: dict[str, Any] = {}
+    for option in options:
+        if "=" in option:
+            key, value = option.split("=", 1)
+            overrides[key.strip()] = _parse_value(value.strip())
+        elif option in ABLATIONS:
+            overrides.update(ABLATIONS[option])
+        else:
+            raise ValueError(f"unknown ablation {option!r} in {spec!r}; use key=value or one of {sorted(ABLATIONS)}")
+    if base == "random" and set(overrides) - set(FINETUNE_KEYS):
+        raise ValueError(f"random initialisation has no pretraining to override: {spec!r}")
+    return MethodSpec(spec.strip(), base, suffix == "crop", overrides)
+
+
+def _as_list(value: Any, cast: type) -> list:
+    """Fire passes "a,b" as a string and "0,1" as a tuple: accept both, and single values."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
+    return [cast(v.strip()) if isinstance(v, str) else cast(v) for v in value]
+
+
+def _cli_value(value: Any) -> str:
+    """A shell word that fire (``monai.bundle run``, ``camcontrast``) parses back to ``value``: Python literals."""
+    return shlex.quote(value if isinstance(value, str) else repr(value))
+
+
+class _Runner:
+    """Runs bundle configs from the snapshot, records each equivalent ``monai.bundle run`` command."""
+
+    def __init__(self, out_dir: Path, total: int, report_only: bool = False) -> None:
+        self.out_dir = out_dir
+        self.report_only = report_only
+        self.bundle = out_dir / "bundle"
+        self.commands: list[dict[str, str]] = []
+        self.started = time.perf_counter()
+        self.total, self.done = total, 0
+
+    def snapshot(self) -> None:
+        if (self.bundle / "configs").is_dir():
+            print(f"resuming with the config snapshot in {self.bundle / 'configs'}", flush=True)
+            return
+        temporary = self.out_dir / "bundle.partial"
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.copytree(bundle_path() / "configs", temporary / "configs")
+        temporary.rename(self.bundle)
+
+    def command(self, configs: Sequence[str], workflow_type: str | None, overrides: Mapping[str, Any]) -> str:
+        parts = ["python -m monai.bundle run"]
+        if workflow_type:
+            parts.append(f"--workflow_type {workflow_type}")
+        files = [str(self.bundle / "configs" / name) for name in configs]
+        parts.append(f"--config_file {_cli_value(json.dumps(files))}")
+        parts.append(f"--meta_file {_cli_value(str(self.bundle / 'configs' / 'metadata.json'))}")
+        parts.append(f"--logging_file {_cli_value(str(self.bundle / 'configs' / 'logging.conf'))}")
+        parts += [f"--{key} {_cli_value(value)}" for key, value in overrides.items()]
+        return " ".join(parts)
+
+    def step(self, what: str, done: bool, configs: Sequence[str], workflow_type: str | None, key: str, **overrides: Any) -> None:
+        self.done += 1
+        overrides = {"bundle_root": str(self.bundle), **overrides}
+        self.commands.append({"run": key, "command": self.command(configs, workflow_type, overrides)})
+        elapsed = time.perf_counter() - self.started
+        if done:
+            print(f"[{self.done}/{self.total}] {what}: done earlier, skipped  ({elapsed:.0f} s elapsed)", flush=True)
+            return
+        if self.report_only:
+            print(f"[{self.done}/{self.total}] {what}: not run yet", flush=True)
+            return
+        print(f"[{self.done}/{self.total}] {what}  ({elapsed:.0f} s elapsed)", flush=True)
+        run_bundle(self.bundle, configs, workflow_type, **overrides)
+
+
+def _check_plan(out_dir: Path, preset: str, plan: ComparePlan, dataset_dir: str | None, shared_pretraining: bool) -> None:
+    """Record the sizes in ``plan.json``; refuse to resume a folder that was started with other sizes."""
+    recorded = {
+        "preset": preset, "plan": dataclasses.asdict(plan), "dataset_dir": dataset_dir,
+        "shared_pretraining": shared_pretraining,
+    }  # fmt: skip
+    recorded = json.loads(json.dumps(recorded))  # tuples -> lists, as read back
+    path = out_dir / "plan.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != recorded:
+            raise ValueError(
+                f"{out_dir} holds runs made with other sizes or data ({path}); resuming would mix them. "
+                "Use a new --out folder, or the preset and dataset it was started with."
+            )
+        return
+    write_json(recorded, path)
+
+
+def _write_data(data_dir: Path, plan: ComparePlan) -> None:
+    from camcontrast_monai.data.synthetic_fundus import write_fundus_dataset
+
+    marker = data_dir / "complete.json"
+    if marker.is_file():
+        return
+    print(f"synthetic fundus data: {plan.n_pretrain} pretraining + {plan.n_downstream} downstream images", flush=True)
+    write_fundus_dataset(data_dir / "pretrain", n=plan.n_pretrain, seed=0, image_size=plan.image_size * 2)
+    write_fundus_dataset(data_dir / "downstream", n=plan.n_downstream, seed=1000, image_size=plan.image_size * 2)
+    write_json({"n_pretrain": plan.n_pretrain, "n_downstream": plan.n_downstream}, marker)
+
+
+def _pretrain(runner: _Runner, method: MethodSpec, seed: int, plan: ComparePlan, common: Mapping[str, Any]) -> str | None:
+    """Pretrain ``method`` with ``seed`` (unless done) and return its encoder path (None: random init)."""
+    if method.kind == "random":
+        return None
+    run_dir = runner.out_dir / "runs" / "pretrain" / method.slug / f"seed{seed}"
+    encoder_path = run_dir / "encoder.pt"
+    shared = {
+        **common, "output_dir": str(run_dir), "encoder_path": str(encoder_path), "seed": seed,
+        "image_size": plan.image_size, "pretrain_epochs": plan.pretrain_epochs,
+        "pretrain_batch_size": plan.pretrain_batch_size, "pretrain_lr": plan.pretrain_lr, **method.overrides,
+    }  # fmt: skip
+    key = f"pretrain {method.spec} seed {seed}"
+    if method.kind == "camcontrast":
+        # caching the decoded, resized images (the default re-reads them every epoch) changes no result, only time
+        runner.step(
+            f"{key}: stage 1", (run_dir / "stage1" / "classifier.pt").is_file(), ["common.json", "stage1.json"], "train",
+            key, **shared, stage1_epochs=plan.stage1_epochs, stage1_batch_size=plan.stage1_batch_size,
+            **{"train#dataset#cache_rate": 1.0},
+        )  # fmt: skip
+        runner.step(
+            f"{key}: heatmaps", (run_dir / "heatmaps" / "heatmap_datalist.json").is_file(),
+            ["common.json", "heatmaps.json"], None, key, **shared,
+        )  # fmt: skip
+        runner.step(f"{key}: stage 2", encoder_path.is_file(), ["common.json", "pretrain.json"], "train", key, **shared)
+    else:
+        configs = ["common.json", "pretrain.json", "pretrain_baseline.json", BASELINES[method.kind]]
+        runner.step(key, encoder_path.is_file(), configs, "train", key, **shared, fixed_crops=method.fixed_crops)
+    return str(encoder_path)
+
+
+def _finetune_dir(out_dir: Path, task: str, method: MethodSpec, fraction: float, lr: float, seed: int) -> Path:
+    return out_dir / "runs" / "finetune" / task / method.slug / f"fraction{fraction:g}" / f"lr{lr:g}" / f"seed{seed}"
+
+
+def _finetune(
+    runner: _Runner, method: MethodSpec, encoder: str | None, task: str, fraction: float, lr: float, seed: int,
+    plan: ComparePlan, common: Mapping[str, Any],
+) -> None:  # fmt: skip
+    run_dir = _finetune_dir(runner.out_dir, task, method, fraction, lr, seed)
+    overrides = {
+        **common, "output_dir": str(runner.out_dir / "runs"), "finetune_dir": str(run_dir), "seed": seed,
+        "init": method.spec, "init_weights": encoder, "label_fraction": fraction, "finetune_lr": lr,
+        **method.finetune_overrides,
+    }  # fmt: skip
+    what = f"fine-tune {task} from {method.spec}, fraction {fraction:g}, lr {lr:g}, seed {seed}"
+    done = (run_dir / "test_metrics.json").is_file()
+    if task == "grading":
+        configs = ["common.json", "finetune_cls.json"]
+        overrides |= {
+            "image_size": plan.cls_image_size, "crop_size": plan.cls_crop_size,
+            "finetune_batch_size": plan.finetune_batch_size, "finetune_epochs": plan.finetune_epochs,
+        }  # fmt: skip
+    else:
+        configs = ["common.json", "finetune_seg.json"]
+        overrides |= {
+            "seg_task": task, "image_size": plan.seg_image_size, "finetune_batch_size": plan.seg_batch_size,
+            "finetune_epochs": plan.seg_epochs,
+        }  # fmt: skip
+    runner.step(what, done, configs, "train", what, **overrides)
+
+
+def _best_validation(run_dir: Path, task: str) -> float:
+    history = json.loads((run_dir / "val_history.json").read_text())
+    values = [value for _, value in history[VAL_KEYS.get(task, "val_score")] if value is not None]
+    return max(values) if values else math.nan
+
+
+def _test_score(run_dir: Path) -> float:
+    return float(next(iter(json.loads((run_dir / "test_metrics.json").read_text())["metrics"].values())))
+
+
+def select_and_summarise(
+    out_dir: Path, methods: Sequence[MethodSpec], tasks: Sequence[str], fractions: Sequence[float],
+    seeds: Sequence[int], lr_grid: Mapping[str, Sequence[float]],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per method, task and fraction: the learning rate with the best mean validation score over
+    seeds, and the test scores of that learning rate (per seed, mean and sample std). Missing runs are skipped."""
+    rows = []
+    for task in tasks:
+        for fraction in fractions:
+            for method in methods:
+                by_lr = {}
+                for lr in lr_grid[task]:
+                    runs = [_finetune_dir(out_dir, task, method, fraction, lr, seed) for seed in seeds]
+                    finished = [run for run in runs if (run / "test_metrics.json").is_file()]
+                    if len(finished) == len(seeds):
+                        val = [_best_validation(run, task) for run in finished]
+                        by_lr[lr] = (float(np.nanmean(val)), [_test_score(run) for run in finished])
+                if not by_lr:
+                    continue
+                best_lr = max(by_lr, key=lambda lr: by_lr[lr][0])
+                scores = np.asarray(by_lr[best_lr][1], dtype=float)
+                rows.append({
+                    "method": method.spec, "task": task, "fraction": fraction, "lr": best_lr,
+                    "val_by_lr": {f"{lr:g}": by_lr[lr][0] for lr in by_lr},
+                    "test_scores": scores.tolist(), "mean": float(scores.mean()),
+                    "std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan,
+                })  # fmt: skip
+    return rows
+
+
+def _crop_embeddings(
+    encoder_path: str | None, method: MethodSpec, plan: ComparePlan, datalist: Sequence[Mapping[str, Any]], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled encoder features of the five fixed crops of each image: ``(features, crop positions, labels)``."""
+    from monai.transforms import Compose, LoadImaged, Resized, ScaleIntensityRanged
+
+    from camcontrast_monai.networks import global_average_pool, pretrained_encoder
+    from camcontrast_monai.transforms import FixedCrops
+
+    torch.manual_seed(seed)
+    encoder = pretrained_encoder(
+        method.overrides.get("encoder_name", "unet"), 2, 3, int(method.overrides.get("width", plan.width)), encoder_path
+    ).eval()
+    load = Compose([
+        LoadImaged("image", reader="PILReader", reverse_indexing=False, image_only=True, ensure_channel_first=True),
+        Resized("image", spatial_size=[plan.image_size] * 2, mode="area"),
+        ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0),
+    ])  # fmt: skip
+    crops = FixedCrops(include_center=True)
+    features, positions, labels = [], [], []
+    with torch.no_grad():
+        for entry in datalist:
+            pieces = crops(torch.as_tensor(load({"image": entry["image"]})["image"]).float())
+            features.append(global_average_pool(encoder(torch.stack([torch.as_tensor(p) for p in pieces]))))
+            positions += list(range(len(pieces)))
+            labels += [int(entry["label"])] * len(pieces)
+    return torch.cat(features).numpy(), np.asarray(positions), np.asarray(labels)
+
+
+def _embedding_maps(out_dir: Path, methods: Sequence[MethodSpec], plan: ComparePlan, seed: int, common: Mapping[str, Any]) -> Path | None:
+    from camcontrast_monai.data import read_odir_annotations
+    from camcontrast_monai.report.embedding_map import save_embedding_maps, tsne
+
+    pretrain_dir = Path(common["dataset_dir"]) / "pretrain"
+    datalist = read_odir_annotations(str(pretrain_dir / "odir_annotations.csv"), str(pretrain_dir / "images"))
+    datalist = datalist[: plan.tsne_images]
+    maps = {}
+    for method in methods:
+        encoder = None
+        if method.kind != "random":
+            encoder = out_dir / "runs" / "pretrain" / method.slug / f"seed{seed}" / "encoder.pt"
+            if not encoder.is_file():
+                continue
+        features, positions, labels = _crop_embeddings(encoder and str(encoder), method, plan, datalist, seed)
+        maps[method.spec] = (tsne(torch.from_numpy(features), seed=seed).numpy(), positions, labels)
+    if not maps:
+        return None
+    return save_embedding_maps(maps, out_dir / "report" / "embeddings.png", f"t-SNE of fixed-crop features (seed {seed} encoders)")
+
+
+def _write_report(
+    out_dir: Path, rows: Sequence[Mapping[str, Any]], plan: ComparePlan, methods: Sequence[MethodSpec],
+    tasks: Sequence[str], fractions: Sequence[float], seeds: Sequence[int], command: str, commands: list[dict[str, str]],
+    seconds: float, embedding_map: Path | None, shared_pretraining: bool,
+) -> Path:  # fmt: skip
+    report = out_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
+    table = []
+    for method in methods:
+        line: dict[str, Any] = {"Method": method.spec}
+        for task in tasks:
+            for fraction in fractions:
+                row = lookup.get((method.spec, task, fraction))
+                line[f"{task} ({TASK_METRICS[task]}), {fraction:g} labels"] = (row["mean"], row["std"]) if row else math.nan
+        table.append(line)
+    detail = [
+        {"method": r["method"], "task": r["task"], "fraction": r["fraction"], "selected lr": f"{r['lr']:g}",
+         "mean val by lr": ", ".join(f"{lr}: {v:.3f}" for lr, v in r["val_by_lr"].items()),
+         "test per seed": ", ".join(f"{s:.3f}" for s in r["test_scores"])}
+        for r in rows
+    ]  # fmt: skip
+    figures = []
+    for task in tasks:
+        results = {f"{f:g} labels": {r["method"]: r["mean"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
+        errors = {f"{f:g} labels": {r["method"]: r["std"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
+        if any(results.values()):
+            name = f"{task}.png"
+            save_bar_chart(results, report / name, f"{task}: test {TASK_METRICS[task]}, mean ± std over {len(seeds)} seeds", errors=errors, ylabel=TASK_METRICS[task])
+            figures.append(name)
+        if len(fractions) > 1 and any(results.values()):
+            curves = {m.spec: [(f, lookup[(m.spec, task, f)]["mean"]) for f in fractions if (m.spec, task, f) in lookup] for m in methods}
+            save_curves({k: v for k, v in curves.items() if v}, report / f"{task}_fractions.png", task, xlabel="label fraction", ylabel=TASK_METRICS[task])
+            figures.append(f"{task}_fractions.png")
+    write_json({"plan": dataclasses.asdict(plan), "seeds": list(seeds), "rows": list(rows), "seconds": seconds, "command": command}, report / "results.json")
+    (report / "commands.md").write_text(
+        "# Commands behind every number\n\nEach line runs one step exactly as `camcontrast bench compare` ran it "
+        "(configs from the snapshot in `bundle/`).\n\n" + "\n".join(f"- {c['run']}:\n  `{c['command']}`" for c in commands) + "\n"
+    )
+    expected = len(methods) * len(tasks) * len(fractions)
+    lines = [
+        "# Pretraining comparison",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{len(rows)} of {expected} method/task/fraction cells finished; {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
+        f"{seconds / 60:.1f} minutes in the last invocation.",
+        "",
+        f"Sizes: {plan.n_pretrain} pretraining images at {plan.image_size} px, encoder width {plan.width}; "
+        f"CAMContrast stage 1: {plan.stage1_epochs} epochs; stage 2 and every baseline: {plan.pretrain_epochs} epochs over "
+        f"the fixed crops (non-crop baselines: the same number of steps), batch {plan.pretrain_batch_size}, lr {plan.pretrain_lr}. "
+        f"Fine-tuning: {plan.n_downstream} downstream images split 60/20/20 by patient (per seed), "
+        f"{plan.finetune_epochs} epochs (classification) or {plan.seg_epochs} (segmentation); learning rates tried for every method: "
+        + "; ".join(f"{task} {', '.join(f'{lr:g}' for lr in plan.lr_grid[task])}" for task in tasks)
+        + ". The learning rate with the best mean validation score over seeds is selected per method, task and "
+        "fraction; the table gives its test score, mean ± sample std over seeds. "
+        + (
+            f"Pretraining was shared: each method was pretrained once (seed {seeds[0]}) and every seed fine-tunes "
+            "that encoder on its own split, so the spread covers splits and fine-tuning, not pretraining."
+            if shared_pretraining
+            else "Each seed pretrains every method anew, splits the downstream data anew and fine-tunes."
+        ),
+        "",
+        "## Test scores",
+        "",
+        markdown_table(table),
+        *[f"![{name}]({name})\n" for name in figures],
+        "## Learning-rate selection and per-seed scores",
+        "",
+        markdown_table(detail) if detail else "(no finished cell yet)\n",
+    ]
+    if embedding_map is not None:
+        lines += [
+            "## Crop representations (paper Fig. 8)",
+            "",
+            "t-SNE of the pooled encoder features of the five fixed crops of pretraining images; left column coloured "
+            "by crop position, right column by the image's coarse label.",
+            "",
+            f"![embeddings]({embedding_map.name})",
+            "",
+        ]
+    lines += ["Every step's command line: [commands.md](commands.md).", ""]
+    (report / "README.md").write_text("\n".join(lines))
+    return report
+
+
+def run_compare(
+    out: str = "compare_output",
+    methods: Any = "camcontrast,supce-crop,simclr-crop,random",
+    tasks: Any = "grading,lesions",
+    fractions: Any = 0.25,
+    seeds: Any = "0,1,2",
+    preset: str = "default",
+    dataset_dir: str | None = None,
+    num_workers: int = 2,
+    embedding_map: bool = True,
+    shared_pretraining: bool = False,
+    report_only: bool = False,
+) -> Path:
+    """Run (or resume) a comparison and write ``<out>/report``; returns the report folder.
+
+    ``report_only`` runs nothing: it lists what is done and writes the report from the finished runs
+    (a cell needs every given seed at a learning rate; pass the finished seeds to see a partial table).
+
+    With ``shared_pretraining`` every method is pretrained once, with the first seed, and every seed's
+    fine-tuning starts from that encoder: the spread over seeds then covers splits and fine-tuning but
+    not pretraining (cheaper by the number of seeds in pretraining time).
+    """
+    if preset not in PLANS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PLANS)}")
+    plan = PLANS[preset]
+    method_specs = [parse_method(m) for m in _as_list(methods, str)]
+    task_list = _as_list(tasks, str)
+    unknown = [t for t in task_list if t not in TASK_METRICS]
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASK_METRICS)}")
+    missing_grid = [t for t in task_list if t not in plan.lr_grid]
+    if missing_grid:
+        raise ValueError(f"preset {preset!r} has no learning-rate grid for {missing_grid}")
+    fraction_list = _as_list(fractions, float)
+    seed_list = _as_list(seeds, int)
+    if any(m.overrides.get("encoder_name", "unet") != "unet" for m in method_specs) and set(task_list) - {"grading"}:
+        raise ValueError("non-U-Net encoders have no segmentation decoder: compare them on classification tasks only")
+    out_dir = Path(out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = "camcontrast bench compare " + " ".join(
+        f"--{k} {_cli_value(v)}" for k, v in {
+            "out": str(out_dir), "methods": ",".join(m.spec for m in method_specs), "tasks": ",".join(task_list),
+            "fractions": ",".join(f"{f:g}" for f in fraction_list), "seeds": ",".join(map(str, seed_list)),
+            "preset": preset, **({"dataset_dir": dataset_dir} if dataset_dir else {}),
+            **({"shared_pretraining": True} if shared_pretraining else {}),
+        }.items()
+    )  # fmt: skip
+    pretrain_steps = sum(3 if m.kind == "camcontrast" else 0 if m.kind == "random" else 1 for m in method_specs)
+    finetune_steps = len(method_specs) * sum(len(plan.lr_grid[t]) for t in task_list) * len(fraction_list)
+    pretrainings = 1 if shared_pretraining else len(seed_list)
+    runner = _Runner(out_dir, pretrainings * pretrain_steps + len(seed_list) * finetune_steps, report_only)
+    _check_plan(out_dir, preset, plan, dataset_dir, shared_pretraining)
+    runner.snapshot()
+    data_dir = Path(dataset_dir).resolve() if dataset_dir else out_dir / "data"
+    if not dataset_dir:
+        _write_data(data_dir, plan)
+    common = {"dataset_dir": str(data_dir), "width": plan.width, "num_workers": num_workers}
+    encoders: dict[tuple[str, int], str | None] = {}
+    for seed in seed_list:
+        pretrain_seed = seed_list[0] if shared_pretraining else seed
+        for method in method_specs:
+            if (method.spec, pretrain_seed) not in encoders:
+                encoders[method.spec, pretrain_seed] = _pretrain(runner, method, pretrain_seed, plan, common)
+            encoder = encoders[method.spec, pretrain_seed]
+            for task in task_list:
+                for fraction in fraction_list:
+                    for lr in plan.lr_grid[task]:
+                        _finetune(runner, method, encoder, task, fraction, lr, seed, plan, common)
+    rows = select_and_summarise(out_dir, method_specs, task_list, fraction_list, seed_list, plan.lr_grid)
+    picture = _embedding_maps(out_dir, method_specs, plan, seed_list[0], common) if embedding_map else None
+    report = _write_report(
+        out_dir, rows, plan, method_specs, task_list, fraction_list, seed_list, command, runner.commands,
+        time.perf_counter() - runner.started, picture, shared_pretraining,
+    )  # fmt: skip
+    print(f"report written to {report / 'README.md'}", flush=True)
+    return report
+

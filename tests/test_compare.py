@@ -1,0 +1,82 @@
+"""The comparison runner: method specs, learning-rate selection by hand, and a resumable run on a tiny grid."""
+
+import json
+import math
+
+import pytest
+
+from camcontrast_monai.compare import ABLATIONS, MethodSpec, parse_method, run_compare, select_and_summarise
+from camcontrast_monai.report.tables import write_json
+
+
+def test_method_specs():
+    assert parse_method("simclr-crop") == MethodSpec("simclr-crop", "simclr", True, {})
+    assert parse_method("supcon") == MethodSpec("supcon", "supcon", False, {})
+    spec = parse_method("camcontrast:no_attention:temperature=0.1:crop_strategy=four")
+    assert spec.kind == "camcontrast" and not spec.fixed_crops
+    assert spec.overrides == {**ABLATIONS["no_attention"], "temperature": 0.1, "crop_strategy": "four"}
+    assert spec.slug == "camcontrast_no_attention_temperature_0.1_crop_strategy_four"
+    assert parse_method("supce-crop:encoder_name=resnet34").finetune_overrides == {"encoder_name": "resnet34"}
+    for bad, message in [("camcontrast-crop", "'-crop' variant"), ("byol", "unknown method"),
+                         ("camcontrast:no_such", "unknown ablation"), ("random:temperature=0.1", "no pretraining")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            parse_method(bad)
+
+
+def _fake_run(out, task, method, lr, seed, val_history, test):
+    run = out / "runs" / "finetune" / task / method / "fraction0.5" / f"lr{lr:g}" / f"seed{seed}"
+    key = "val_joint_accuracy" if task == "grading" else "val_score"
+    write_json({key: [[epoch + 1, value] for epoch, value in enumerate(val_history)]}, run / "val_history.json")
+    write_json({"metrics": {"test_score": test}}, run / "test_metrics.json")
+
+
+def test_learning_rate_is_chosen_on_mean_validation_and_test_is_reported_over_seeds(tmp_path):
+    # lr 1e-3: best validation per seed 0.6, 0.5, 0.7 (mean 0.6); lr 3e-3: 0.5, 0.8, 0.65 (mean 0.65) -> 3e-3 wins
+    for seed, (low, high) in enumerate([((0.2, 0.6), (0.5, 0.1)), ((0.5, 0.4), (0.8, 0.3)), ((0.7, 0.7), (0.6, 0.65))]):
+        _fake_run(tmp_path, "grading", "supce-crop", 1e-3, seed, low, test=0.9)
+        _fake_run(tmp_path, "grading", "supce-crop", 3e-3, seed, high, test=[0.4, 0.5, 0.9][seed])
+    # a method with one seed missing at lr 3e-3: only the complete lr 1e-3 counts
+    for seed in range(3):
+        _fake_run(tmp_path, "grading", "random", 1e-3, seed, (0.1,), test=0.3)
+    _fake_run(tmp_path, "grading", "random", 3e-3, 0, (0.9,), test=0.9)
+    methods = [parse_method("supce-crop"), parse_method("random")]
+    rows = select_and_summarise(tmp_path, methods, ["grading"], [0.5], [0, 1, 2], {"grading": (1e-3, 3e-3)})
+    supce, random = rows
+    assert supce["lr"] == 3e-3 and supce["val_by_lr"] == pytest.approx({"0.001": 0.6, "0.003": 0.65})
+    assert supce["test_scores"] == [0.4, 0.5, 0.9]
+    assert supce["mean"] == pytest.approx(0.6)
+    assert supce["std"] == pytest.approx(math.sqrt(((0.2**2) + (0.1**2) + (0.3**2)) / 2))  # sample std
+    assert random["lr"] == 1e-3 and random["mean"] == pytest.approx(0.3) and random["std"] == pytest.approx(0.0)
+
+
+def test_runner_on_a_tiny_grid_writes_a_report_and_resumes(tmp_path, capsys):
+    grid = {
+        "out": str(tmp_path), "methods": "random,supce-crop", "tasks": "grading", "fractions": "1.0", "seeds": "0,1",
+        "preset": "tiny", "num_workers": 0, "shared_pretraining": True,
+    }  # fmt: skip
+    report = run_compare(**grid)
+    first = capsys.readouterr().out
+    assert first.count("fine-tune grading") == 4  # 2 methods x 1 lr x 2 seeds
+    assert "pretrain supce-crop seed 0" in first and "pretrain supce-crop seed 1" not in first  # pretrained once
+    results = json.loads((report / "results.json").read_text())
+    assert [(r["method"], len(r["test_scores"])) for r in results["rows"]] == [("random", 2), ("supce-crop", 2)]
+    text = (report / "README.md").read_text()
+    assert "| random |" in text and "| supce-crop |" in text and "Pretraining was shared" in text and "±" in text
+    assert "camcontrast bench compare --out" in text and (report / "grading.png").is_file() and (report / "embeddings.png").is_file()
+    commands = (report / "commands.md").read_text()
+    assert commands.count("python -m monai.bundle run") == 5 and "pretrain_supce.json" in commands
+    metrics = sorted((tmp_path / "runs" / "finetune").rglob("test_metrics.json"))
+    assert len(metrics) == 4
+    stamps = [path.stat().st_mtime_ns for path in metrics]
+
+    run_compare(**grid, embedding_map=False)
+    second = capsys.readouterr().out
+    assert second.count("done earlier, skipped") == 5 and "resuming with the config snapshot" in second
+    assert [path.stat().st_mtime_ns for path in metrics] == stamps
+    # report only: a third seed is listed as not run, and no cell is complete without it
+    run_compare(**{**grid, "seeds": "0,1,2"}, embedding_map=False, report_only=True)
+    third = capsys.readouterr().out
+    assert third.count("not run yet") == 2 and [p.stat().st_mtime_ns for p in metrics] == stamps
+    assert "0 of 2 method/task/fraction cells finished" in (report / "README.md").read_text()
+    with pytest.raises(ValueError, match="other sizes or data"):
+        run_compare(**{**grid, "preset": "default"})
