@@ -28,7 +28,7 @@ from camcontrast_monai.report.figures import save_bar_chart, save_curves, save_h
 from camcontrast_monai.report.localisation import localisation_summary, roc_auc
 from camcontrast_monai.report.tables import markdown_table, write_json
 
-__all__ = ["DemoPlan", "FULL", "QUICK", "bundle_path", "run_bundle", "run_demo"]
+__all__ = ["DemoPlan", "FULL", "QUICK", "StepAnnouncer", "bundle_path", "demo_overrides", "run_bundle", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,35 @@ def bundle_path(name: str = "camcontrast_fundus") -> Path:
     return path
 
 
+class StepAnnouncer:
+    """Prints ``[i/n] what  (t s elapsed)`` for each step of a demo, so a long run shows where it is."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.step = 0
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __call__(self, what: str) -> None:
+        self.step += 1
+        print(f"[{self.step}/{self.steps}] {what}  ({self.elapsed():.0f} s elapsed)", flush=True)
+
+
+def demo_overrides(bundle: Path, out_dir: Path, width: int, seed: int, num_workers: int) -> dict[str, Any]:
+    """The bundle overrides every demo passes to every config: where data, runs and the encoder go, and the run's sizes."""
+    return {
+        "bundle_root": str(bundle),
+        "dataset_dir": str(out_dir / "data"),
+        "output_dir": str(out_dir / "runs"),
+        "encoder_path": str(out_dir / "models" / "model.pt"),
+        "width": width,
+        "seed": seed,
+        "num_workers": num_workers,
+    }
+
+
 def run_bundle(bundle: Path, configs: Sequence[str], workflow_type: str | None = None, **overrides: Any) -> ConfigWorkflow:
     """Run ``configs`` of ``bundle`` in this process exactly as ``python -m monai.bundle run`` would."""
     workflow = ConfigWorkflow(
@@ -105,27 +134,14 @@ def run_demo(out: str = "demo_output", quick: bool = False, seed: int = 0, num_w
     plan = QUICK if quick else FULL
     out_dir = Path(out).resolve()
     bundle = bundle_path()
-    data_dir, runs_dir = out_dir / "data", out_dir / "runs"
-    started = time.perf_counter()
-    steps = 5 + 2 * (1 + len(plan.seg_tasks))
-    step = iter(range(1, steps + 1))
-
-    def announce(what: str) -> None:
-        print(f"[{next(step)}/{steps}] {what}  ({time.perf_counter() - started:.0f} s elapsed)", flush=True)
+    data_dir = out_dir / "data"
+    announce = StepAnnouncer(steps=5 + 2 * (1 + len(plan.seg_tasks)))
 
     announce(f"synthetic fundus data: {plan.n_pretrain} pretraining + {plan.n_downstream} downstream images")
     write_fundus_dataset(data_dir / "pretrain", n=plan.n_pretrain, seed=seed, image_size=plan.image_size * 2)
     write_fundus_dataset(data_dir / "downstream", n=plan.n_downstream, seed=seed + 1000, image_size=plan.image_size * 2)
 
-    common = {
-        "bundle_root": str(bundle),
-        "dataset_dir": str(data_dir),
-        "output_dir": str(runs_dir),
-        "encoder_path": str(out_dir / "models" / "model.pt"),
-        "width": plan.width,
-        "seed": seed,
-        "num_workers": num_workers,
-    }
+    common = demo_overrides(bundle, out_dir, plan.width, seed, num_workers)
     announce("stage 1: CAM classifier on coarse normal/abnormal labels")
     stage1 = run_bundle(
         bundle, ["common.json", "stage1.json"], "train", **common, image_size=plan.image_size,
@@ -155,7 +171,7 @@ def run_demo(out: str = "demo_output", quick: bool = False, seed: int = 0, num_w
                     seg_task=task, image_size=plan.seg_image_size,
                 )  # fmt: skip
     announce("report")
-    report = write_report(out_dir, stage1, plan, seed, time.perf_counter() - started)
+    report = write_report(out_dir, stage1, plan, seed, announce.elapsed())
     print(f"report written to {report / 'README.md'}", flush=True)
     return report
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from PIL import Image
 
 from camcontrast_monai.data.cxr_readers import CHESTXRAY14_LABELS
 from camcontrast_monai.data.synthetic_cxr import CXR_FINDINGS, write_chestxray14_dataset, write_siim_dataset
-from camcontrast_monai.demo import _history, bundle_path, run_bundle
+from camcontrast_monai.demo import StepAnnouncer, _history, bundle_path, demo_overrides, run_bundle
 from camcontrast_monai.report.figures import save_bar_chart, save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import localisation_summary, roc_auc
 from camcontrast_monai.report.tables import markdown_table, write_json
@@ -80,25 +79,12 @@ def run_cxr_demo(out: str = "demo_cxr_output", quick: bool = False, seed: int = 
     out_dir = Path(out).resolve()
     bundle = bundle_path(BUNDLE_NAME)
     data_dir, runs_dir = out_dir / "data", out_dir / "runs"
-    started = time.perf_counter()
-    steps = 6 + 2 * (len(plan.linear_fractions) + len(plan.seg_fractions))
-    step = iter(range(1, steps + 1))
-
-    def announce(what: str) -> None:
-        print(f"[{next(step)}/{steps}] {what}  ({time.perf_counter() - started:.0f} s elapsed)", flush=True)
+    announce = StepAnnouncer(steps=6 + 2 * (len(plan.linear_fractions) + len(plan.seg_fractions)))
 
     announce(f"synthetic data: {plan.n_chestxray14} ChestX-ray14-like PNGs + {plan.n_siim} SIIM-ACR-like DICOMs")
     write_chestxray14_dataset(data_dir / "chestxray14", n=plan.n_chestxray14, seed=seed, image_size=plan.image_size * 2)
     write_siim_dataset(data_dir / "siim", n=plan.n_siim, seed=seed + 1000, image_size=plan.image_size * 2)
-    common = {
-        "bundle_root": str(bundle),
-        "dataset_dir": str(data_dir),
-        "output_dir": str(runs_dir),
-        "encoder_path": str(out_dir / "models" / "model.pt"),
-        "width": plan.width,
-        "seed": seed,
-        "num_workers": num_workers,
-    }
+    common = demo_overrides(bundle, out_dir, plan.width, seed, num_workers)
     announce("stage 1: CAM classifier on coarse labels (No Finding vs any finding)")
     stage1 = run_bundle(
         bundle, ["common.json", "stage1.json"], "train", **common, image_size=plan.image_size,
@@ -131,7 +117,7 @@ def run_cxr_demo(out: str = "demo_cxr_output", quick: bool = False, seed: int = 
     multilabel_stage1 = run_bundle(bundle, ["common.json", "stage1.json"], "train", **multilabel, stage1_epochs=plan.multilabel_epochs)
     run_bundle(bundle, ["common.json", "heatmaps.json"], **multilabel)
     announce("report")
-    report = write_cxr_report(out_dir, stage1, multilabel_stage1, plan, seed, time.perf_counter() - started)
+    report = write_cxr_report(out_dir, stage1, multilabel_stage1, plan, seed, announce.elapsed())
     print(f"report written to {report / 'README.md'}", flush=True)
     return report
 

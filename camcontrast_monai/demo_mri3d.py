@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 
 from camcontrast_monai.data.synthetic_mri import write_mri_dataset
-from camcontrast_monai.demo import bundle_path, run_bundle
+from camcontrast_monai.demo import StepAnnouncer, bundle_path, demo_overrides, run_bundle
 from camcontrast_monai.report.crossval import summarize_crossval
 from camcontrast_monai.report.figures import save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import roc_auc
@@ -76,27 +75,16 @@ def run_mri3d_demo(out: str = "demo_mri3d_output", quick: bool = False, seed: in
     plan = MRI_QUICK if quick else MRI_FULL
     out_dir = Path(out).resolve()
     bundle = bundle_path(BUNDLE_NAME)
-    data_dir, runs_dir = out_dir / "data", out_dir / "runs"
-    started = time.perf_counter()
-    steps = 5 + 2 * plan.n_folds
-    step = iter(range(1, steps + 1))
-
-    def announce(what: str) -> None:
-        print(f"[{next(step)}/{steps}] {what}  ({time.perf_counter() - started:.0f} s elapsed)", flush=True)
+    data_dir = out_dir / "data"
+    announce = StepAnnouncer(steps=5 + 2 * plan.n_folds)
 
     announce(f"synthetic brain MRI: {plan.n_subjects} subjects, up to {plan.max_sessions} sessions each")
     manifest = write_mri_dataset(data_dir, n_subjects=plan.n_subjects, seed=seed, max_sessions=plan.max_sessions)
     common = {
-        "bundle_root": str(bundle),
-        "dataset_dir": str(data_dir),
-        "output_dir": str(runs_dir),
-        "encoder_path": str(out_dir / "models" / "model.pt"),
-        "width": plan.width,
+        **demo_overrides(bundle, out_dir, plan.width, seed, num_workers),
         "resnet_depth": plan.resnet_depth,
         "n_folds": plan.n_folds,
-        "seed": seed,
         "split_seed": seed,
-        "num_workers": num_workers,
     }
     announce("stage 1: 3D ResNet CAM classifier on CN vs MCI/AD")
     stage1 = run_bundle(
@@ -120,7 +108,7 @@ def run_mri3d_demo(out: str = "demo_mri3d_output", quick: bool = False, seed: in
                 finetune_lr=plan.finetune_lr,
             )  # fmt: skip
     announce("report")
-    report = write_report(out_dir, stage1, plan, manifest, seed, time.perf_counter() - started)
+    report = write_report(out_dir, stage1, plan, manifest, seed, announce.elapsed())
     print(f"report written to {report / 'README.md'}", flush=True)
     return report
 
