@@ -40,7 +40,9 @@ class MRIDemoPlan:
 
     Volumes stay at the paper's 80x96x80. The encoder is a ResNet-10 of width 8 (default: ResNet-18,
     width 64); stage 2 runs a few epochs at lr 0.01 instead of 120 at 1e-3; fine-tuning uses one
-    learning rate of the 5-value grid and a few epochs instead of 100.
+    learning rate of the bundle's 5-value grid, 10^-1.5 = 0.0316, and 12 epochs instead of 100. The first
+    plan's 5 epochs at lr 0.01 (25 SGD steps) left every classifier at the class priors; at 0.0316 the
+    validation AUC of a random-init fold rose from 0.58 to 0.8 within about 12 epochs (measured on fold 1).
     """
 
     n_subjects: int
@@ -60,8 +62,8 @@ class MRIDemoPlan:
 
 MRI_FULL = MRIDemoPlan(
     n_subjects=48, max_sessions=2, width=8, resnet_depth=10, stage1_epochs=8, stage1_batch_size=8,
-    pretrain_epochs=3, pretrain_batch_size=16, pretrain_lr=0.01, n_folds=5, finetune_epochs=5,
-    finetune_batch_size=8, finetune_lr=0.01,
+    pretrain_epochs=3, pretrain_batch_size=16, pretrain_lr=0.01, n_folds=5, finetune_epochs=12,
+    finetune_batch_size=8, finetune_lr=10**-1.5,
 )  # fmt: skip
 MRI_QUICK = MRIDemoPlan(
     n_subjects=20, max_sessions=2, width=4, resnet_depth=10, stage1_epochs=2, stage1_batch_size=8,
@@ -215,8 +217,8 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: MRIDemoPlan, manif
             f"Reduced sizes (the paper's settings are the bundle defaults): 3D ResNet-{plan.resnet_depth} of width {plan.width} "
             f"(default ResNet-18, width 64), {plan.stage1_epochs} stage-1 epochs, {plan.pretrain_epochs} stage-2 epochs "
             f"(batch {plan.pretrain_batch_size}, lr {plan.pretrain_lr}; paper: 120 epochs, lr 1e-3), "
-            f"{plan.finetune_epochs} fine-tuning epochs (paper: 100) at one learning rate, {plan.finetune_lr} "
-            "(the bundle's 5-value search over [1e-3, 1e-1] is left out), "
+            f"{plan.finetune_epochs} fine-tuning epochs (paper: 100) at one learning rate, {plan.finetune_lr:.3g} "
+            "(one value of the bundle's 5-value grid over [1e-3, 1e-1]; the search itself is left out), "
             f"{plan.n_folds} folds, one seed. The spread below is over folds only; with so few subjects and epochs "
             "a difference between initialisations is weak evidence either way.",
             "",
