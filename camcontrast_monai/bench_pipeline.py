@@ -4,10 +4,11 @@
 batch, crop size and loss, three ways of feeding stage-2 training steps:
 
 * ``ours``: the fundus bundle's pipeline (``pretrain.json``): :class:`FixedCropDataset` caches every
-  decoded, resized image (uint8) and its float32 heatmap once; each crop is cut from the cache and
-  augmented per sample in ``num_workers`` DataLoader workers; the real :class:`Stage2Trainer` runs
-  the step with the chosen precision (default: bf16 autocast + channels-last where the device supports
-  bf16, else float32);
+  decoded, resized image (uint8) and its float32 heatmap once; ``num_workers`` DataLoader workers cut
+  the crops from the cache, and the real :class:`Stage2Trainer` augments each batch at once
+  (:class:`BatchStage2Augmentation`; with ``batched_augmentation=False`` the workers augment each crop
+  instead) and runs the step with the chosen precision (default: bf16 autocast + channels-last where
+  the device supports bf16, else float32);
 * ``reference``: the public implementation's pipeline: five JPEG crop files and five JPEG heatmap crop
   files written per image, each decoded and augmented per sample by a standard torch ``DataLoader``
   (same worker count, same augmentation chain), and a plain float32 training loop;
@@ -16,8 +17,9 @@ batch, crop size and loss, three ways of feeding stage-2 training steps:
 
 Every run restores the same initial weights and a fresh SGD. Reported per pipeline: crops/s
 (median/min/max over rounds), the data-wait fraction (time spent waiting for the next batch / step
-time), peak memory (PSS of this process and its workers, sampled; on GPU also the peak allocated GPU
-memory) and bytes on disk; and per round the ratios ours/reference and ours/compute.
+time), peak memory (PSS of this process and its workers, sampled during the warm-up steps only, since
+sampling slows the step; on GPU also the peak allocated GPU memory) and bytes on disk; and per round
+the ratios ours/reference and ours/compute.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.networks.contrastive import CAMContrastNet
 from camcontrast_monai.runtime import tune_malloc
 from camcontrast_monai.transforms.augment import stage2_image_augmentation
+from camcontrast_monai.transforms.batch_augment import BatchStage2Augmentation
 from camcontrast_monai.transforms.crops import fixed_crop_boxes
 from camcontrast_monai.transforms.heatmap import cam_heatmaps
 
@@ -152,8 +155,12 @@ class ReferenceCropDataset(torch.utils.data.Dataset):
         return torch.as_tensor(image, dtype=torch.float32), heatmap
 
 
-def ours_transforms(image_size: int, crop_size: int) -> tuple[Compose, Compose]:
-    """The fundus bundle's stage-2 ``image_transform`` (cached) and ``crop_transform`` (per crop), as in pretrain.json."""
+def ours_transforms(image_size: int, crop_size: int, batched_augmentation: bool = True) -> tuple[Compose, Compose]:
+    """The fundus bundle's stage-2 ``image_transform`` (cached) and ``crop_transform`` (per crop), as in pretrain.json.
+
+    With ``batched_augmentation`` the crop transform leaves the crop unaugmented: the trainer augments
+    whole batches with :class:`BatchStage2Augmentation`.
+    """
     image_transform = Compose(
         [
             LoadImaged(
@@ -171,7 +178,7 @@ def ours_transforms(image_size: int, crop_size: int) -> tuple[Compose, Compose]:
     crop_transform = Compose(
         [
             ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0),
-            stage2_image_augmentation(keys="image", spatial_size=[crop_size, crop_size]),
+            *([] if batched_augmentation else [stage2_image_augmentation(keys="image", spatial_size=[crop_size, crop_size])]),
             EnsureTyped(["image", "heatmap"], dtype=torch.float32, track_meta=False),
         ]
     )
@@ -202,7 +209,14 @@ def _children(pid: int) -> list[int]:
 
 
 class _PeakMemory:
-    """Samples the PSS of this process and its child processes (DataLoader workers) in a thread; keeps the peak."""
+    """Samples the PSS of this process and its child processes (DataLoader workers) in a thread; keeps the peak.
+
+    Reading ``smaps_rollup`` walks a process's page tables: with two forked workers that share this
+    process's multi-GB address space, sampling every 50 ms made the training step about 1.9x slower
+    (1.3 s -> 2.6 s per step at crop 96, batch 32). So the benchmark samples during the warm-up steps
+    only and calls :meth:`stop` before the timed steps; the warm-up steps hold the same activations,
+    weights and worker memory as the timed ones.
+    """
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
@@ -218,23 +232,29 @@ class _PeakMemory:
         while not self._stop.wait(self.interval):
             self.sample()
 
+    def stop(self) -> None:
+        """Take a last sample and stop sampling (idempotent)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self.sample()
+
     def __enter__(self) -> _PeakMemory:
         self.sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
+        self.stop()
 
 
 # ---------------------------------------------------------------------------------------------- runs
 class _Timer:
-    """Step time and data-wait time of the timed steps (those after ``warmup``)."""
+    """Step time and data-wait time of the timed steps (those after ``warmup``); ``on_timing_start`` runs
+    once, just before the first timed step (it stops the memory sampler)."""
 
-    def __init__(self, device: torch.device, warmup: int) -> None:
-        self.device, self.warmup = device, warmup
+    def __init__(self, device: torch.device, warmup: int, on_timing_start: Callable[[], None] = lambda: None) -> None:
+        self.device, self.warmup, self.on_timing_start = device, warmup, on_timing_start
         self.start = self.end = 0.0
         self.data_wait = 0.0
         self._fetch_started = 0.0
@@ -250,6 +270,7 @@ class _Timer:
     def step_completed(self) -> None:
         self.step += 1
         if self.step == self.warmup:
+            self.on_timing_start()
             _synchronize(self.device)
             self.start = time.perf_counter()
 
@@ -258,13 +279,16 @@ class _Timer:
         self.end = time.perf_counter()
 
 
-def _run_ours(network, loader, loss_fn, device, autocast_dtype, channels_last, warmup, steps) -> _Timer:
+def _run_ours(
+    network, loader, loss_fn, device, autocast_dtype, channels_last, warmup, steps, batch_augmentation, memory
+) -> _Timer:
     optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
     trainer = Stage2Trainer(
         device=device, max_epochs=1, epoch_length=warmup + steps, train_data_loader=loader, network=network,
         optimizer=optimizer, loss_function=loss_fn, autocast_dtype=autocast_dtype, channels_last=channels_last,
+        batch_augmentation=batch_augmentation,
     )  # fmt: skip
-    timer = _Timer(device, warmup)
+    timer = _Timer(device, warmup, memory.stop)
     trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda _: timer.fetch_started())
     trainer.add_event_handler(Events.GET_BATCH_COMPLETED, lambda _: timer.fetch_completed())
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: timer.step_completed())
@@ -274,13 +298,13 @@ def _run_ours(network, loader, loss_fn, device, autocast_dtype, channels_last, w
 
 
 def _run_plain(
-    network, batches: Iterator, loss_fn, device, autocast_dtype, channels_last, warmup, steps
+    network, batches: Iterator, loss_fn, device, autocast_dtype, channels_last, warmup, steps, memory
 ) -> _Timer:
     """The public implementation's loop (also used for the compute bound on in-memory batches)."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     network.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
-    timer = _Timer(device, warmup)
+    timer = _Timer(device, warmup, memory.stop)
     for _ in range(warmup + steps):
         timer.fetch_started()
         image, heatmap = next(batches)
@@ -310,6 +334,7 @@ def bench_pipeline(
     rounds: int = 3,
     num_workers: int = 2,
     precision: str = "auto",
+    batched_augmentation: bool = True,
     n_images: int | None = None,
     source_size: int | None = None,
     device: str = "cpu",
@@ -322,7 +347,10 @@ def bench_pipeline(
     ``crop_size`` is the crop side (the image is resized to ``2 * crop_size`` and cut into the five fixed
     crops, as the bundle's ``crop_size = image_size // 2``). ``precision`` is a ``bench step`` variant
     for ``ours`` and ``compute`` (``auto``: ``bf16+channels_last`` where bf16 works, else ``fp32``);
-    ``reference`` always runs float32. ``n_images`` defaults to enough images for one pass of
+    ``reference`` always runs float32. With ``batched_augmentation`` (the bundle's default) ``ours``
+    augments each batch in the trainer (:class:`BatchStage2Augmentation`); without, each crop in the
+    workers, like ``reference``.
+    ``n_images`` defaults to enough images for one pass of
     ``warmup + steps`` batches (five crops per image). Data are written under ``workdir`` (default: a
     temporary folder, deleted afterwards).
     """
@@ -367,7 +395,10 @@ def bench_pipeline(
         }
 
         setup_start = time.perf_counter()
-        image_transform, crop_transform = ours_transforms(image_size, crop_size)
+        image_transform, crop_transform = ours_transforms(image_size, crop_size, batched_augmentation)
+        batch_augmentation = (
+            BatchStage2Augmentation(spatial_size=[crop_size, crop_size], seed=seed) if batched_augmentation else None
+        )
         dataset = FixedCropDataset(
             datalist, image_transform, crop_transform, num_workers=num_workers, progress=False
         )
@@ -421,10 +452,12 @@ def bench_pipeline(
                             channels_last,
                             warmup,
                             steps,
+                            batch_augmentation,
+                            memory,
                         )
                     elif pipeline == "reference":
                         timer = _run_plain(
-                            network, reference_batches(), loss_fn, device_t, None, False, warmup, steps
+                            network, reference_batches(), loss_fn, device_t, None, False, warmup, steps, memory
                         )
                     else:
                         timer = _run_plain(
@@ -436,6 +469,7 @@ def bench_pipeline(
                             channels_last,
                             warmup,
                             steps,
+                            memory,
                         )
                 elapsed = timer.end - timer.start
                 rates[pipeline].append(batch_size * steps / elapsed)
@@ -473,6 +507,7 @@ def bench_pipeline(
             "rounds": rounds,
             "num_workers": num_workers,
             "precision": precision,
+            "batched_augmentation": batched_augmentation,
             "n_images": n_images,
             "source_size": source_size,
             "device": str(device_t),
@@ -503,7 +538,9 @@ def format_pipeline_report(report: dict[str, Any]) -> str:
     lines = [
         f"stage-2 pipelines, end to end: width {c['width']}, crop {c['crop_size']} (image {c['image_size']}), "
         f"batch {c['batch_size']}, {c['steps']} timed steps x {c['rounds']} rounds, {c['num_workers']} workers, "
-        f"ours/compute precision {c['precision']}, reference fp32, device {c['device']}, {report['threads']} threads",
+        f"ours/compute precision {c['precision']}, ours augments "
+        f"{'each batch in the trainer' if c['batched_augmentation'] else 'each crop in the workers'}, reference fp32, "
+        f"device {c['device']}, {report['threads']} threads",
         f"{'pipeline':<10} {'crops/s med':>11} {'min':>8} {'max':>8} {'data wait med':>13} {'max':>6} "
         f"{'peak PSS MiB':>12} {'GPU MiB':>8}",
     ]

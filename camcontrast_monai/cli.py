@@ -119,6 +119,7 @@ class Bench:
         rounds: int = 3,
         num_workers: int = 2,
         precision: str = "auto",
+        batched_augmentation: bool = True,
         device: str = "cpu",
     ) -> None:
         """End-to-end stage-2 crops/s: our cached pipeline vs a reference-style crop-file pipeline vs pure compute.
@@ -132,13 +133,15 @@ class Bench:
             rounds: the pipelines run alternately this many times; min/median/max are over rounds.
             num_workers: DataLoader workers of both pipelines.
             precision: ours/compute variant (fp32, bf16, fp32+channels_last, bf16+channels_last) or auto.
+            batched_augmentation: ours augments whole batches in the trainer (the bundle's default); False
+                augments each crop in the workers, as the reference does.
             device: cpu or cuda.
         """
         from camcontrast_monai.bench_pipeline import bench_pipeline
 
         bench_pipeline(
             width=width, crop_size=crop_size, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
-            num_workers=num_workers, precision=precision, device=device,
+            num_workers=num_workers, precision=precision, batched_augmentation=bool(batched_augmentation), device=device,
         )  # fmt: skip
 
     def heatmaps(

@@ -111,16 +111,26 @@ def _dataset(setup, **overrides):
 
 @pytest.mark.parametrize(
     "strategy,samples_per_image,image_side,heatmap_side,epochs_factor",
-    [("five", 5, 8, 1, 1), ("four", 4, 8, 1, 1), ("none", 1, 8, 2, 5), ("random", 1, 8, 1, 5)],
+    [("five", 5, 16, 1, 1), ("four", 4, 16, 1, 1), ("none", 1, 32, 2, 5), ("random", 1, 16, 1, 5)],
 )
 def test_crop_strategy_changes_the_crops_and_keeps_the_step_budget(setup, strategy, samples_per_image, image_side, heatmap_side, epochs_factor):
     parser, dataset = _dataset(setup, crop_strategy=strategy, pretrain_epochs=2, crop_size=8)
     assert len(dataset) == N_IMAGES * samples_per_image
     sample = dataset[0]
-    # 32-px images have a 2x2 heatmap (U-Net features at 1/16); augmented image crops are always crop_size
+    # 32-px images have a 2x2 heatmap (U-Net features at 1/16); the workers serve unaugmented crops
+    # (the whole image for "none"), and the trainer's batch augmentation resizes them to crop_size
     assert tuple(sample["image"].shape) == (3, image_side, image_side)
     assert tuple(sample["heatmap"].shape) == (1, heatmap_side, heatmap_side)
+    augment = parser.get_parsed_content("train#batch_augmentation")
+    assert augment(sample["image"][None], 0).shape == (1, 3, 8, 8)
     assert parser.get_parsed_content("stage2_epochs") == 2 * epochs_factor
+
+
+def test_per_crop_augmentation_switch_augments_in_the_workers(setup):
+    parser, dataset = _dataset(setup, batched_augmentation=False, crop_size=8)
+    assert parser.get_parsed_content("train#batch_augmentation") is None
+    assert parser.get_parsed_content("train#trainer").batch_augmentation is None
+    assert tuple(dataset[0]["image"].shape) == (3, 8, 8)  # augmented (resized to crop_size) per crop
 
 
 def test_unknown_crop_strategy_is_refused(setup):

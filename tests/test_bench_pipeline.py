@@ -65,6 +65,7 @@ def test_bench_pipeline_structure(capsys, tmp_path):
     assert len(list((tmp_path / "reference_crops").glob("*.jpg"))) == 2 * 10
     assert 1.0 < report["disk_ratio_ours"] < report["disk_ratio_reference"]
     assert report["config"]["precision"] in ("bf16+channels_last", "fp32")
+    assert report["config"]["batched_augmentation"] and "each batch in the trainer" in printed
 
 
 def test_reference_crops_match_the_fixed_crops(tmp_path):
@@ -116,7 +117,9 @@ def test_gpu_check_script_runs_on_cpu_at_small_sizes(tmp_path):
     out = result.stdout
     assert "== summary (cpu" in out and "of its dtype's matmul peak" in out
     assert "projection ODIR fundus, 25k steps at batch 120" in out and "8 devices" in out
+    assert "per-crop augmentation in workers" in out and "batched augmentation" in out
     saved = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert saved["pipeline"]["config"]["batched_augmentation"] and not saved["pipeline_per_crop"]["config"]["batched_augmentation"]
     summary = saved["summary"]
     assert set(summary["variants"]) == {"fp32"}
     assert 0 < summary["variants"]["fp32"]["fraction_of_peak"]

@@ -219,6 +219,7 @@ def test_multi_gpu_pretrain_bundle_runs_under_torchrun(tmp_path, fundus_pretrain
     assert [p.name for p in checkpoints] == ["checkpoint_10.pt"]
     saved = torch.load(checkpoints[0], weights_only=True)
     assert not any(key.startswith("module.") for key in saved["network"])  # loads into the single-GPU network
+    assert len(_tensorboard_writers(output_dir / "pretrain" / "tensorboard")) == 1
 
 
 def _loss_values(history) -> list[float]:

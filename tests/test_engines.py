@@ -134,3 +134,23 @@ def test_stage2_trainer_learns_to_match_images_to_heatmaps():
         after = loss(*network.eval()(images, heatmaps)).item()
     assert trainer.state.output["z_image"].shape == (8, 16)
     assert after < before - 0.5
+
+
+def test_stage2_trainer_augments_each_batch_with_the_iteration_as_step():
+    images, heatmaps = torch.rand(4, 3, 32, 32), torch.rand(4, 1, 2, 2)
+    network = CAMContrastNet(width=2, heatmap_channels=(4, 4, 4), projection_dim=8)
+    calls, seen = [], []
+    network.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+
+    def augmentation(batch, step):
+        calls.append((step, torch.is_grad_enabled(), batch.dtype))
+        return 1.0 - batch
+
+    trainer = Stage2Trainer(
+        device="cpu", max_epochs=2, train_data_loader=[{"image": images, "heatmap": heatmaps}], network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.0), loss_function=ImageHeatmapNTXentLoss(0.5),
+        batch_augmentation=augmentation, autocast_dtype="bfloat16",
+    )  # fmt: skip
+    trainer.run()
+    assert calls == [(1, False, torch.float32), (2, False, torch.float32)]
+    torch.testing.assert_close(seen[0], 1.0 - images)

@@ -11,7 +11,7 @@ network and every input batch (``channels_last`` in 2D, ``channels_last_3d`` in 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -53,7 +53,9 @@ class _TwoStageTrainer(SupervisedTrainer):
     def _to_device(self, batch: Mapping[str, Any], key: str) -> torch.Tensor:
         if key not in batch:
             raise KeyError(f"{type(self).__name__} needs '{key}' in every batch, got keys {sorted(batch)}")
-        tensor = torch.as_tensor(batch[key]).to(self.state.device, non_blocking=self.non_blocking)
+        return self._memory_format(torch.as_tensor(batch[key]).to(self.state.device, non_blocking=self.non_blocking))
+
+    def _memory_format(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.channels_last and tensor.ndim in _CHANNELS_LAST:
             memory_format = _CHANNELS_LAST[tensor.ndim]
             if self._network_format is None:  # the first image batch tells 2D from 3D
@@ -122,17 +124,32 @@ class Stage2Trainer(_TwoStageTrainer):
 
     ``loss_function`` is an :class:`~camcontrast_monai.losses.ImageHeatmapNTXentLoss`. Batches are
     dicts with the (augmented) image crops under ``image_key`` and the matching heatmap crops under
-    ``heatmap_key``. The output dict holds ``loss`` and the two projections.
+    ``heatmap_key``. The output dict holds ``loss`` and the two projections. With ``batch_augmentation``
+    (e.g. :class:`~camcontrast_monai.transforms.BatchStage2Augmentation`) the image crops arrive
+    unaugmented and are augmented here, as one batch on the training device, seeded by the iteration.
     """
 
     def __init__(
-        self, *args: Any, image_key: str = "image", heatmap_key: str = "heatmap", **kwargs: Any
+        self,
+        *args: Any,
+        image_key: str = "image",
+        heatmap_key: str = "heatmap",
+        batch_augmentation: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.image_key, self.heatmap_key = image_key, heatmap_key
+        self.batch_augmentation = batch_augmentation
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """``batch_augmentation(images, iteration)`` in float32 without autograd; identity when there is none."""
+        if self.batch_augmentation is None:
+            return images
+        with torch.no_grad(), torch.autocast(torch.device(self.state.device).type, enabled=False):
+            return self._memory_format(self.batch_augmentation(images.float(), self.state.iteration))
 
     def forward_loss(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        images = self._to_device(batch, self.image_key)
+        images = self.augment(self._to_device(batch, self.image_key))
         heatmaps = self._to_device(batch, self.heatmap_key)
         z_image, z_heatmap = self.network(images, heatmaps)
         return {Keys.LOSS: self.loss_function(z_image, z_heatmap), "z_image": z_image, "z_heatmap": z_heatmap}

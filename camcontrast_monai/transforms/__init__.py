@@ -7,6 +7,7 @@ from camcontrast_monai.transforms.augment import (
     RandResizedCropd,
     stage2_image_augmentation,
 )
+from camcontrast_monai.transforms.batch_augment import BatchStage2Augmentation, resized_crop_flip_rotate_grid
 from camcontrast_monai.transforms.crops import (
     FIXED_CROP_NAMES_2D,
     FIXED_CROP_NAMES_3D,
@@ -41,6 +42,7 @@ __all__ = [
     "FIXED_CROP_NAMES_2D",
     "FIXED_CROP_NAMES_3D",
     "BackgroundSuppression",
+    "BatchStage2Augmentation",
     "BackgroundSuppressiond",
     "CAMHeatmap",
     "CAMHeatmapd",
@@ -66,6 +68,7 @@ __all__ = [
     "RLEMaskd",
     "fixed_crop_boxes",
     "fixed_crop_names",
+    "resized_crop_flip_rotate_grid",
     "is_normal_label",
     "stage2_image_augmentation",
 ]

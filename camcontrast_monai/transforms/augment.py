@@ -134,6 +134,14 @@ _JITTER_OPERATIONS = {
 }
 
 
+def _check_region_ranges(scale: tuple[float, float], ratio: tuple[float, float]) -> None:
+    """Validate RandResizedCrop's area-fraction and aspect-ratio ranges."""
+    if not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {scale}.")
+    if not 0.0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"ratio must satisfy 0 < low <= high, got {ratio}.")
+
+
 def _factor_range(strength: float, name: str) -> tuple[float, float]:
     if strength < 0:
         raise ValueError(f"{name} must be non-negative, got {strength}.")
@@ -318,10 +326,7 @@ class RandResizedCrop(RandomizableTransform):
         mode: str = "bilinear",
     ) -> None:
         RandomizableTransform.__init__(self, prob=1.0)
-        if not 0.0 < scale[0] <= scale[1] <= 1.0:
-            raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {scale}.")
-        if not 0.0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must satisfy 0 < low <= high, got {ratio}.")
+        _check_region_ranges(scale, ratio)
         self.scale = scale
         self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
         self.spatial_size = spatial_size
