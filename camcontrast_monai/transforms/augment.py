@@ -45,6 +45,7 @@ __all__ = [
     "adjust_contrast",
     "adjust_saturation",
     "adjust_hue",
+    "hue_shift_matrices",
     "RandColorJitter",
     "RandColorJitterd",
     "RandGrayscale",
@@ -117,13 +118,18 @@ def adjust_hue(img: torch.Tensor, shift: float) -> torch.Tensor:
     The rotation is clockwise for a positive shift so that, as for an HSV hue shift, red moves towards
     green.
     """
-    angle = -2.0 * math.pi * shift
-    rotation = torch.tensor(
-        [[1.0, 0.0, 0.0], [0.0, math.cos(angle), -math.sin(angle)], [0.0, math.sin(angle), math.cos(angle)]],
-        dtype=torch.float64,
-    )
-    matrix = (_YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ).to(img)
+    matrix = hue_shift_matrices(torch.tensor([shift], dtype=torch.float64))[0].to(img)
     return torch.einsum("ij,j...->i...", matrix, img).clamp(0.0, 1.0)
+
+
+def hue_shift_matrices(shifts: torch.Tensor) -> torch.Tensor:
+    """The RGB -> RGB matrices ``(N, 3, 3)`` (float64) of :func:`adjust_hue` for ``N`` hue shifts (turns)."""
+    angle = -2.0 * math.pi * shifts.double()
+    rotation = torch.zeros((angle.shape[0], 3, 3), dtype=torch.float64, device=angle.device)
+    rotation[:, 0, 0] = 1.0
+    rotation[:, 1, 1], rotation[:, 1, 2] = torch.cos(angle), -torch.sin(angle)
+    rotation[:, 2, 1], rotation[:, 2, 2] = torch.sin(angle), torch.cos(angle)
+    return _YIQ_TO_RGB.to(angle.device) @ rotation @ _RGB_TO_YIQ.to(angle.device)
 
 
 _JITTER_OPERATIONS = {

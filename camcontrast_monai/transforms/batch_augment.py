@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from camcontrast_monai.transforms.augment import (
-    _RGB_TO_YIQ,
-    _YIQ_TO_RGB,
     LUMA_WEIGHTS,
     _check_region_ranges,
     _factor_range,
+    hue_shift_matrices,
 )
 
 __all__ = ["BatchStage2Augmentation", "resized_crop_flip_rotate_grid"]
@@ -258,13 +257,7 @@ def _saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def _hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    angle = -2.0 * math.pi * shift.double()
-    rotation = torch.zeros((shift.shape[0], 3, 3), dtype=torch.float64, device=shift.device)
-    rotation[:, 0, 0] = 1.0
-    rotation[:, 1, 1], rotation[:, 1, 2] = torch.cos(angle), -torch.sin(angle)
-    rotation[:, 2, 1], rotation[:, 2, 2] = torch.sin(angle), torch.cos(angle)
-    to_yiq, to_rgb = _RGB_TO_YIQ.to(shift.device), _YIQ_TO_RGB.to(shift.device)
-    matrices = (to_rgb @ rotation @ to_yiq).to(images.dtype)
+    matrices = hue_shift_matrices(shift).to(images.dtype)
     return torch.einsum("bij,bj...->bi...", matrices, images).clamp(0.0, 1.0)
 
 
