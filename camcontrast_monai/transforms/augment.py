@@ -140,6 +140,19 @@ _JITTER_OPERATIONS = {
 }
 
 
+def _jitter_ranges(brightness: float, contrast: float, saturation: float, hue: float) -> dict[str, tuple[float, float]]:
+    """Colour-jitter draw ranges, keyed in the order of ``_JITTER_OPERATIONS``: factors for brightness,
+    contrast and saturation, a shift in turns for hue."""
+    if not 0.0 <= hue <= 0.5:
+        raise ValueError(f"hue must be in [0, 0.5], got {hue}.")
+    return {
+        "brightness": _factor_range(brightness, "brightness"),
+        "contrast": _factor_range(contrast, "contrast"),
+        "saturation": _factor_range(saturation, "saturation"),
+        "hue": (-hue, hue),
+    }
+
+
 def _check_region_ranges(scale: tuple[float, float], ratio: tuple[float, float]) -> None:
     """Validate RandResizedCrop's area-fraction and aspect-ratio ranges."""
     if not 0.0 < scale[0] <= scale[1] <= 1.0:
@@ -177,14 +190,7 @@ class RandColorJitter(RandomizableTransform):
         hue: float = 0.1,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
-        if not 0.0 <= hue <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {hue}.")
-        self.ranges = {
-            "brightness": _factor_range(brightness, "brightness"),
-            "contrast": _factor_range(contrast, "contrast"),
-            "saturation": _factor_range(saturation, "saturation"),
-            "hue": (-hue, hue),
-        }
+        self.ranges = _jitter_ranges(brightness, contrast, saturation, hue)
         self.factors: dict[str, float] = {}
         self.order: list[str] = []
 

@@ -1,8 +1,9 @@
 """The stage-2 image augmentation applied to a whole batch at once, on the training device.
 
 :func:`~camcontrast_monai.transforms.stage2_image_augmentation` augments one crop at a time in the
-DataLoader workers. On a 2-core machine those workers take CPU time from the training step itself, and
-on a GPU the host must deliver thousands of augmented crops per second. :class:`BatchStage2Augmentation`
+DataLoader workers, where every crop costs host CPU time: at the paper's 224-px crops more than two
+workers on a 2-core machine can hide, and on a GPU the host must deliver thousands of augmented crops per
+second. :class:`BatchStage2Augmentation`
 draws the same random parameters per sample, from the same distributions, and applies them with a few
 batched tensor operations:
 
@@ -26,15 +27,17 @@ import torch
 import torch.nn.functional as F
 
 from camcontrast_monai.transforms.augment import (
+    _JITTER_OPERATIONS,
     LUMA_WEIGHTS,
+    RandResizedCrop,
     _check_region_ranges,
-    _factor_range,
+    _jitter_ranges,
     hue_shift_matrices,
 )
 
 __all__ = ["BatchStage2Augmentation", "resized_crop_flip_rotate_grid"]
 
-_JITTER_NAMES = ("brightness", "contrast", "saturation", "hue")
+_JITTER_NAMES = tuple(_JITTER_OPERATIONS)  # the per-sample jitter's names, in the same order
 
 
 def resized_crop_flip_rotate_grid(
@@ -98,7 +101,7 @@ class BatchStage2Augmentation:
     the draws depend only on ``seed`` and ``step`` (use the global iteration).
     """
 
-    max_attempts = 10
+    max_attempts = RandResizedCrop.max_attempts
 
     def __init__(
         self,
@@ -117,8 +120,6 @@ class BatchStage2Augmentation:
         seed: int = 0,
     ) -> None:
         _check_region_ranges(scale, ratio)
-        if not 0.0 <= hue <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {hue}.")
         for name, prob in (("flip_prob", flip_prob), ("rotate_prob", rotate_prob), ("jitter_prob", jitter_prob),
                            ("grayscale_prob", grayscale_prob)):  # fmt: skip
             if not 0.0 <= prob <= 1.0:
@@ -128,12 +129,7 @@ class BatchStage2Augmentation:
         self.flip_prob, self.rotate_prob = flip_prob, rotate_prob
         self.max_angle = math.radians(rotate_degrees)
         self.jitter_prob, self.grayscale_prob = jitter_prob, grayscale_prob
-        self.ranges = {
-            "brightness": _factor_range(brightness, "brightness"),
-            "contrast": _factor_range(contrast, "contrast"),
-            "saturation": _factor_range(saturation, "saturation"),
-            "hue": (-hue, hue),
-        }
+        self.ranges = _jitter_ranges(brightness, contrast, saturation, hue)
         self.seed = seed
 
     def generator(self, step: int, device: torch.device) -> torch.Generator:
