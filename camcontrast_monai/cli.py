@@ -6,6 +6,7 @@
     camcontrast bench compare --out DIR [--methods camcontrast,supce-crop,simclr-crop,random] [--seeds 0,1,2]
     camcontrast synth fundus --out DIR --n N --seed S
     camcontrast synth cxr --out DIR --n N --seed S
+    camcontrast bundle list | path NAME | export NAME DIR
 """
 
 from __future__ import annotations
@@ -213,12 +214,49 @@ class Bench:
         )  # fmt: skip
 
 
+class Bundle:
+    """The MONAI bundles that ship inside the package (fundus, cxr, mri3d)."""
+
+    def list(self) -> str:
+        """Every shipped bundle with its version and the folder it is read from."""
+        from camcontrast_monai.apps.bundle import bundle_names, bundle_path, bundle_version
+
+        return "\n".join(f"{name} {bundle_version(name)}  {bundle_path(name)}" for name in bundle_names())
+
+    def path(self, name: str) -> str:
+        """The folder of bundle NAME inside this installation (read it, do not write runs into it).
+
+        Args:
+            name: camcontrast_fundus, camcontrast_cxr or camcontrast_mri3d (or fundus, cxr, mri3d).
+        """
+        from camcontrast_monai.apps.bundle import bundle_path
+
+        return str(bundle_path(name))
+
+    def export(self, name: str, out: str = ".", overwrite: bool = False) -> str:
+        """Copy bundle NAME to OUT/NAME, an ordinary bundle folder for ``python -m monai.bundle run``.
+
+        Args:
+            name: camcontrast_fundus, camcontrast_cxr or camcontrast_mri3d (or fundus, cxr, mri3d).
+            out: the folder to put the bundle folder in (created).
+            overwrite: replace an existing, non-empty OUT/NAME (its trained models and edits are lost).
+        """
+        from camcontrast_monai.apps.bundle import export_bundle
+
+        try:
+            target = export_bundle(name, out, overwrite=overwrite)
+        except (FileExistsError, ValueError) as error:
+            raise SystemExit(f"camcontrast bundle export: {error}") from None
+        return f"exported {target.name} to {target}; {target / 'docs' / 'README.md'} has its monai.bundle run commands"
+
+
 class CLI:
     """CAMContrast on MONAI: learn transferable encoders from coarse normal/abnormal labels."""
 
     def __init__(self) -> None:
         self.synth = Synth()
         self.bench = Bench()
+        self.bundle = Bundle()
 
     def demo(
         self, out: str = "demo_output", quick: bool = False, seed: int = 0, num_workers: int = 2, bundle: str = "fundus"

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from camcontrast_monai.demo import TASK_METRICS, bundle_path, run_bundle
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.demo import TASK_METRICS
 from camcontrast_monai.report.figures import save_bar_chart, save_curves
 from camcontrast_monai.report.tables import markdown_table, write_json
 

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,14 @@ from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 from PIL import Image
 
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data.synthetic_fundus import LESION_TYPES, write_fundus_dataset
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.report.figures import save_bar_chart, save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import localisation_summary, roc_auc
 from camcontrast_monai.report.tables import markdown_table, write_json
 
-__all__ = ["DemoPlan", "FULL", "QUICK", "StepAnnouncer", "bundle_path", "demo_overrides", "run_bundle", "run_demo"]
+__all__ = ["DemoPlan", "FULL", "QUICK", "StepAnnouncer", "demo_overrides", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +77,6 @@ QUICK = DemoPlan(
 )  # fmt: skip
 
 
-def bundle_path(name: str = "camcontrast_fundus") -> Path:
-    """The bundle folder in this source checkout (``bundles/<name>`` beside the package)."""
-    path = Path(__file__).resolve().parents[1] / "bundles" / name
-    if not (path / "configs").is_dir():
-        raise FileNotFoundError(f"bundle {name!r} not found at {path}; install camcontrast-monai from a source checkout")
-    return path
-
-
 class StepAnnouncer:
     """Prints ``[i/n] what  (t s elapsed)`` for each step of a demo, so a long run shows where it is."""
 
@@ -112,21 +104,6 @@ def demo_overrides(bundle: Path, out_dir: Path, width: int, seed: int, num_worke
         "seed": seed,
         "num_workers": num_workers,
     }
-
-
-def run_bundle(bundle: Path, configs: Sequence[str], workflow_type: str | None = None, **overrides: Any) -> ConfigWorkflow:
-    """Run ``configs`` of ``bundle`` in this process exactly as ``python -m monai.bundle run`` would."""
-    workflow = ConfigWorkflow(
-        config_file=[str(bundle / "configs" / name) for name in configs],
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=str(bundle / "configs" / "logging.conf"),
-        workflow_type=workflow_type,
-        **overrides,
-    )
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    return workflow
 
 
 def run_demo(out: str = "demo_output", quick: bool = False, seed: int = 0, num_workers: int = 2) -> Path:

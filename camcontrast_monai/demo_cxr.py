@@ -21,9 +21,10 @@ from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 from PIL import Image
 
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data.cxr_readers import CHESTXRAY14_LABELS
 from camcontrast_monai.data.synthetic_cxr import CXR_FINDINGS, write_chestxray14_dataset, write_siim_dataset
-from camcontrast_monai.demo import StepAnnouncer, _history, bundle_path, demo_overrides, run_bundle
+from camcontrast_monai.demo import StepAnnouncer, _history, demo_overrides
 from camcontrast_monai.report.figures import save_bar_chart, save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import localisation_summary, roc_auc
 from camcontrast_monai.report.tables import markdown_table, write_json

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data.synthetic_mri import write_mri_dataset
-from camcontrast_monai.demo import StepAnnouncer, bundle_path, demo_overrides, run_bundle
+from camcontrast_monai.demo import StepAnnouncer, demo_overrides
 from camcontrast_monai.report.crossval import summarize_crossval
 from camcontrast_monai.report.figures import save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import roc_auc

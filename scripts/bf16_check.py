@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resize, ScaleIntensityRange
 
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data import read_idrid_grading
 from camcontrast_monai.data.synthetic_fundus import write_fundus_dataset
-from camcontrast_monai.demo import bundle_path, run_bundle
 from camcontrast_monai.networks import UNetEncoder
 
 

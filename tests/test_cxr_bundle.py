@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data import write_chestxray14_dataset, write_siim_dataset
-from camcontrast_monai.demo import bundle_path, run_bundle
 from camcontrast_monai.networks import UNetEncoder
 
 BUNDLE = bundle_path("camcontrast_cxr")

@@ -10,6 +10,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
+from camcontrast_monai.apps.bundle import bundle_path
 from camcontrast_monai.data import (
     CHESTXRAY14_LABELS,
     chestxray14_splits,
@@ -19,7 +20,6 @@ from camcontrast_monai.data import (
     rle_decode,
     rle_encode,
 )
-from camcontrast_monai.demo import bundle_path
 from camcontrast_monai.transforms import RLEMask
 
 # the real header, verbatim: the bracketed names hold commas, so csv splits them into four columns

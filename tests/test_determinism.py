@@ -5,6 +5,7 @@ import json
 import torch
 from monai.transforms import Compose, Lambdad
 
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data import (
     FixedCropDataset,
     downstream_splits,
@@ -13,7 +14,6 @@ from camcontrast_monai.data import (
     subsample_by_patient,
     write_fundus_dataset,
 )
-from camcontrast_monai.demo import bundle_path, run_bundle
 from camcontrast_monai.transforms import stage2_image_augmentation
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data import write_fundus_dataset
-from camcontrast_monai.demo import bundle_path, run_bundle
 from camcontrast_monai.networks import CAMClassifier, pretrained_unet
 
 BUNDLE = bundle_path()

@@ -20,8 +20,8 @@ from ignite.handlers import DiskSaver
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose, RandFlipd, RandGaussianNoised
 
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data import FixedCropDataset, write_fundus_dataset
-from camcontrast_monai.demo import bundle_path, run_bundle
 from camcontrast_monai.engines import (
     History,
     ResumableCheckpoint,

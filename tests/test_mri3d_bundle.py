@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data import write_mri_dataset
-from camcontrast_monai.demo import bundle_path, run_bundle
 from camcontrast_monai.networks import ResNetEncoder, load_encoder_weights
 
 BUNDLE = bundle_path("camcontrast_mri3d")

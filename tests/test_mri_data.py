@@ -9,6 +9,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
+from camcontrast_monai.apps.bundle import bundle_path
 from camcontrast_monai.data import (
     crossval_splits,
     generate_brain,
@@ -17,7 +18,6 @@ from camcontrast_monai.data import (
     read_clinica_tsv,
     write_mri_dataset,
 )
-from camcontrast_monai.demo import bundle_path
 from camcontrast_monai.report.crossval import crossval_table
 from camcontrast_monai.transforms import FitVolume, FixedCrops, fixed_crop_names
 

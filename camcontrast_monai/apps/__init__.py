@@ -1,0 +1,1 @@
+"""Applications on top of the library: finding, exporting and running the bundles."""

@@ -1,0 +1,88 @@
+"""The MONAI bundles that ship inside the package: find them, copy one out as a folder, run their configs.
+
+The repository's ``bundles/`` folder is the only source. A wheel carries it as package data
+(``camcontrast_monai/bundles/<name>``); an editable install of a source checkout reads ``bundles/``
+beside the package. Either way the demos, the comparison and ``camcontrast bundle export`` find the
+same files, from any working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["bundle_names", "bundle_path", "bundle_version", "bundles_dir", "export_bundle", "run_bundle"]
+
+PREFIX = "camcontrast_"
+
+# what a developer's checkout may hold beside the shipped files: run outputs, trained weights, caches
+_NOT_SHIPPED = shutil.ignore_patterns("runs", "data", "*.pt", "*.ts", "__pycache__")
+
+
+def bundles_dir() -> Path:
+    """The folder that holds the bundles: package data in a wheel install, ``bundles/`` in a source checkout."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "bundles", package.parent / "bundles"):
+        if any(candidate.glob("*/configs/metadata.json")):
+            return candidate
+    raise FileNotFoundError(
+        f"no bundles found in {package / 'bundles'} or {package.parent / 'bundles'}: this installation of "
+        "camcontrast-monai is incomplete; reinstall it (pip install camcontrast-monai, or pip install -e . in a checkout)"
+    )
+
+
+def bundle_names() -> list[str]:
+    """Names of the shipped bundles, e.g. ``['camcontrast_cxr', 'camcontrast_fundus', 'camcontrast_mri3d']``."""
+    return sorted(path.parent.parent.name for path in bundles_dir().glob("*/configs/metadata.json"))
+
+
+def bundle_path(name: str = "camcontrast_fundus") -> Path:
+    """The folder of bundle ``name``; the short form without ``camcontrast_`` (``fundus``, ``cxr``, ``mri3d``) works too."""
+    names = bundle_names()
+    full = name if name in names else PREFIX + name
+    if full not in names:
+        raise ValueError(f"unknown bundle {name!r}; the shipped bundles are {', '.join(names)}")
+    return bundles_dir() / full
+
+
+def bundle_version(name: str) -> str:
+    """The ``version`` of a bundle's ``configs/metadata.json``."""
+    return json.loads((bundle_path(name) / "configs" / "metadata.json").read_text())["version"]
+
+
+def export_bundle(name: str, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Copy bundle ``name`` to ``out_dir/<name>`` (MONAI's ``bundle download`` layout) and return that folder.
+
+    The copy is an ordinary bundle folder for ``python -m monai.bundle run`` (run it from inside, or pass
+    ``--bundle_root``). An existing folder is refused unless ``overwrite`` is true, so a user's trained
+    ``models/model.pt`` or edited configs are never replaced by accident.
+    """
+    source = bundle_path(name)
+    target = Path(out_dir).resolve() / source.name
+    if target.exists() and any(target.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass --overwrite")
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=_NOT_SHIPPED, dirs_exist_ok=True)
+    return target
+
+
+def run_bundle(bundle: Path, configs: Sequence[str], workflow_type: str | None = None, **overrides: Any):
+    """Run ``configs`` of ``bundle`` in this process exactly as ``python -m monai.bundle run`` would; returns the workflow."""
+    # importing MONAI costs seconds: only the commands that run a bundle pay it
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=[str(bundle / "configs" / name) for name in configs],
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=str(bundle / "configs" / "logging.conf"),
+        workflow_type=workflow_type,
+        **overrides,
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow
