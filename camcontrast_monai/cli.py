@@ -11,12 +11,45 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from pathlib import Path
 
 import fire
 
 from camcontrast_monai.runtime import tune_malloc
+from camcontrast_monai.utils import as_switch
+
+
+def coerce_switches(cls: type) -> type:
+    """Pass every ``bool`` parameter of the commands of ``cls`` through :func:`as_switch`.
+
+    fire hands ``--quick false`` over as the string 'false' (truthy); this makes it False, and refuses
+    anything that is not a boolean spelling, naming the flag, instead of running the wrong experiment.
+    """
+    for name, command in vars(cls).copy().items():
+        if name.startswith("_") or not callable(command):
+            continue
+        signature = inspect.signature(command)
+        flags = [p.name for p in signature.parameters.values() if p.annotation in (bool, "bool")]
+        if flags:
+            setattr(cls, name, _with_switches(command, signature, flags))
+    return cls
+
+
+def _with_switches(command, signature: inspect.Signature, flags: list[str]):
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        try:
+            for flag in set(flags) & set(bound.arguments):
+                bound.arguments[flag] = as_switch(bound.arguments[flag], f"--{flag}")
+        except ValueError as error:
+            raise SystemExit(f"camcontrast: {error}") from None
+        return command(*bound.args, **bound.kwargs)
+
+    return run
 
 
 class Synth:
@@ -75,6 +108,7 @@ class Synth:
         return f"wrote {n} ChestX-ray14-like images ({chest}) and {n_siim} SIIM-ACR-like DICOMs ({siim}) to {out}"
 
 
+@coerce_switches
 class Bench:
     """Benchmarks that print ratios against a baseline measured in the same process."""
 
@@ -142,7 +176,7 @@ class Bench:
 
         bench_pipeline(
             width=width, crop_size=crop_size, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
-            num_workers=num_workers, precision=precision, batched_augmentation=bool(batched_augmentation), device=device,
+            num_workers=num_workers, precision=precision, batched_augmentation=batched_augmentation, device=device,
         )  # fmt: skip
 
     def heatmaps(
@@ -214,6 +248,7 @@ class Bench:
         )  # fmt: skip
 
 
+@coerce_switches
 class Bundle:
     """The MONAI bundles that ship inside the package (fundus, cxr, mri3d)."""
 
@@ -250,6 +285,7 @@ class Bundle:
         return f"exported {target.name} to {target}; {target / 'docs' / 'README.md'} has its monai.bundle run commands"
 
 
+@coerce_switches
 class CLI:
     """CAMContrast on MONAI: learn transferable encoders from coarse normal/abnormal labels."""
 
@@ -312,7 +348,7 @@ class CLI:
 def main() -> None:
     tune_malloc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fire.Fire(CLI, name="camcontrast")
+    fire.Fire(CLI(), name="camcontrast")
 
 
 if __name__ == "__main__":

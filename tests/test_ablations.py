@@ -30,7 +30,9 @@ def setup(tmp_path_factory):
     (root / "stage1").mkdir()
     torch.save(classifier.state_dict(), root / "stage1" / "classifier.pt")
     heatmaps = {}
-    for name, overrides in {"default": {}, **{k: ABLATIONS[k] for k in HEATMAP_ABLATIONS}}.items():
+    # "false" is what `python -m monai.bundle run --negative_suppression false` passes (fire keeps lowercase a string)
+    variants = {"default": {}, **{k: ABLATIONS[k] for k in HEATMAP_ABLATIONS}, "lowercase_false": {"negative_suppression": "false"}}
+    for name, overrides in variants.items():
         run_bundle(
             BUNDLE, ["common.json", "heatmaps.json"], **common, **overrides, output_dir=str(root / name),
             classifier_path=str(root / "stage1" / "classifier.pt"),
@@ -72,6 +74,13 @@ def test_no_negative_suppression_changes_only_normal_heatmaps(setup):
             assert not heatmap.any() and ablated[image][1].any()
         else:
             np.testing.assert_array_equal(ablated[image][1], heatmap)
+
+
+def test_a_lowercase_false_override_turns_negative_suppression_off(setup):
+    lowercase, ablated = setup["heatmaps"]["lowercase_false"], setup["heatmaps"]["no_negative_suppression"]
+    assert sum(label == 0 and heatmap.any() for label, heatmap in lowercase.values()) > 0
+    for image, (_, heatmap) in lowercase.items():
+        np.testing.assert_array_equal(heatmap, ablated[image][1])
 
 
 def test_no_background_suppression_leaves_out_only_the_foreground_weighting(setup):

@@ -1,0 +1,5 @@
+"""Small helpers every layer may use: nothing here imports the rest of the package."""
+
+from camcontrast_monai.utils.switches import as_switch
+
+__all__ = ["as_switch"]
