@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import shutil
-import socket
-import sys
 import warnings
 from pathlib import Path
 
@@ -32,42 +29,12 @@ CONFIGS = BUNDLE / "configs"
 SCHEMA = BUNDLES.parent / "schemas" / "meta_schema.json"
 META = CONFIGS / "metadata.json"
 LOGGING_CONF = CONFIGS / "logging.conf"
-INFER_CONFIGS = [str(CONFIGS / "common.json"), str(CONFIGS / "inference.json")]
+INFER_CONFIGS = [str(CONFIGS / "inference.json")]  # the model zoo reads inference.json alone
 # md5 of the committed schema copy: meta_schema_20240725.json as mirrored verbatim (from the MONAI-extra-test-data
 # 0.8.1 release) in Project-MONAI/project-monai.github.io public/schema/; guards against accidental edits
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Fail loudly if anything opens a socket or calls MONAI's downloaders."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[:2]}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(monai.apps.utils, "_download_with_progress", refuse)
-    monkeypatch.setattr(monai.bundle.scripts, "download", refuse)
-
-
-@pytest.fixture
-def restore_logging():
-    """``ConfigWorkflow`` applies logging.conf to the process; put the loggers back afterwards."""
-    names = [None, "camcontrast_monai", "ignite.engine.engine"]
-    saved = []
-    for name in names:
-        log = logging.getLogger(name)
-        saved.append((log, list(log.handlers), log.level, log.propagate))
-    path = list(sys.path)
-    yield
-    for log, handlers, level, propagate in saved:
-        log.handlers[:] = handlers
-        log.setLevel(level)
-        log.propagate = propagate
-    sys.path[:] = path
 
 
 def _encoder_state(width: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -154,7 +121,7 @@ def test_torchscript_export_matches_eager(tmp_path):
             assert got.shape == (shape[0], 32, shape[2] // 16, shape[3] // 16)
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     # the TorchScript file carries the bundle metadata and configs
-    _, meta, extra = monai.data.load_net_with_metadata(str(ts_path), more_extra_files=("inference.json", "common.json"))
+    _, meta, extra = monai.data.load_net_with_metadata(str(ts_path), more_extra_files=("inference.json",))
     assert meta["version"] == json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 1024
     assert "network_def" in json.loads(extra["inference.json"])

@@ -124,7 +124,7 @@ def test_a_2d_nifti_in_the_cohort_is_refused_before_training(tmp_path):
 
 
 def test_inference_writes_one_embedding_per_volume(pipeline):
-    run_bundle(BUNDLE, ["common.json", "inference.json"], **pipeline["common"])
+    run_bundle(BUNDLE, ["inference.json"], **pipeline["common"])  # inference.json stands alone
     with np.load(pipeline["root"] / "runs" / "embeddings.npz") as saved:
         assert saved["embeddings"].shape == (pipeline["manifest"]["n_sessions"], 8 * WIDTH)
         assert all(str(path).endswith("_T1w.nii.gz") for path in saved["images"])

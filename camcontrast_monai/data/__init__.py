@@ -11,6 +11,7 @@ from camcontrast_monai.data.cxr_readers import (
 )
 from camcontrast_monai.data.datalists import (
     downstream_splits,
+    find_images,
     read_mask_datalist,
     subsample_by_patient,
     subsample_class_ratio,
@@ -76,6 +77,7 @@ __all__ = [
     "check_datalist",
     "check_image_file",
     "downstream_splits",
+    "find_images",
     "generate_fundus",
     "read_idrid_grading",
     "read_image_label_csv",

@@ -9,9 +9,25 @@ import numpy as np
 
 from camcontrast_monai.data.readers import split_by_patient
 
-__all__ = ["downstream_splits", "read_mask_datalist", "subsample_by_patient", "subsample_class_ratio"]
+__all__ = ["downstream_splits", "find_images", "read_mask_datalist", "subsample_by_patient", "subsample_class_ratio"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def find_images(folder: str | Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[str]:
+    """Sorted paths of every file in ``folder`` and below whose name ends in one of ``suffixes`` (any case).
+
+    The inference configs' datalist: a folder of photographs, or a Clinica tree of ``.nii.gz`` volumes.
+    A missing folder or one without any such file is an error that names the folder, not an empty run.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    endings = tuple(suffix.lower() for suffix in suffixes)
+    paths = sorted(str(path) for path in root.rglob("*") if path.is_file() and path.name.lower().endswith(endings))
+    if not paths:
+        raise ValueError(f"no {'/'.join(endings)} files in {root} or below it")
+    return paths
 
 
 def subsample_by_patient(datalist: Sequence[dict], fraction: float, seed: int = 0, patient_key: str = "patient_id") -> list[dict]:

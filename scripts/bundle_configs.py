@@ -1,0 +1,87 @@
+"""Build the bundles' generated configs from ``bundles/shared`` and each bundle's ``configs/common.json``.
+
+    python scripts/bundle_configs.py           # write them
+    python scripts/bundle_configs.py --check   # exit 1, naming the files, where a committed config differs
+
+``inference.json`` must stand alone: MONAI's model-zoo tools read it without ``common.json``. It is the
+shared inference piece plus exactly the items of the bundle's ``common.json`` that the piece reaches
+through ``@`` references, so there is one place to edit each value. See ``bundles/shared/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+SHARED = BUNDLES / "shared"
+# an @ reference's top-level id: "@load_image", "@train#trainer" -> "train"
+REFERENCE = re.compile(r"@(\w+)")
+
+
+def references(value: object) -> set[str]:
+    """Top-level ids that ``value`` (a config item, nested or not) refers to with ``@``."""
+    if isinstance(value, str):
+        return set(REFERENCE.findall(value))
+    if isinstance(value, dict):
+        return set().union(*(references(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(references(v) for v in value))
+    return set()
+
+
+def needed_items(piece: dict, common: dict) -> list[str]:
+    """Ids of ``common`` reached from ``piece`` through references, in ``common``'s order."""
+    needed, pending = set(), set(references(piece))
+    while pending:
+        name = pending.pop()
+        if name in common and name not in needed and name not in piece:
+            needed.add(name)
+            pending |= references(common[name])
+    return [name for name in common if name in needed]
+
+
+def standalone(piece: dict, common: dict) -> dict:
+    """``piece`` made self-contained with what it needs of ``common``; ``+imports`` joins common's imports."""
+    config = {"imports": list(common.get("imports", []))}
+    config["imports"] += [line for line in piece.get("+imports", []) if line not in config["imports"]]
+    config.update({name: common[name] for name in needed_items(piece, common)})
+    config.update({key: value for key, value in piece.items() if key != "+imports"})
+    return config
+
+
+def render(value: dict) -> str:
+    return json.dumps(value, indent=4, ensure_ascii=False) + "\n"
+
+
+def generated_configs() -> dict[Path, str]:
+    """Every generated config file of every bundle, with the text it should have."""
+    piece = json.loads((SHARED / "inference.json").read_text())
+    files = {}
+    for common_path in sorted(BUNDLES.glob("*/configs/common.json")):
+        common = json.loads(common_path.read_text())
+        files[common_path.with_name("inference.json")] = render(standalone(piece, common))
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a committed config differs")
+    args = parser.parse_args(argv)
+    configs = generated_configs()
+    stale = [path for path, text in configs.items() if not path.is_file() or path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(f"{path.relative_to(BUNDLES.parent)} differs from what scripts/bundle_configs.py builds; run it and commit")
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(configs[path])
+        print(f"wrote {path.relative_to(BUNDLES.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The generated bundle configs equal what scripts/bundle_configs.py builds from bundles/shared and common.json."""
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "bundle_configs.py"
+generator = runpy.run_path(str(SCRIPT))
+
+
+def test_committed_configs_are_the_generated_ones():
+    checked = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert {path.parent.parent.name for path in generator["generated_configs"]()} == {
+        "camcontrast_cxr", "camcontrast_fundus", "camcontrast_mri3d"
+    }  # fmt: skip
+
+
+def test_a_standalone_config_takes_exactly_what_it_reaches():
+    common = {
+        "imports": ["$import torch"],
+        "root": ".",
+        "data": "$@root + '/data'",
+        "images": "$@data + '/images'",
+        "labels": "$@data + '/labels.csv'",  # not reached
+        "width": 8,
+        "net": {"_target_": "Net", "width": "@width"},
+        "trainer": {"net": "@net"},  # not reached
+    }
+    piece = {"+imports": ["$import glob", "$import torch"], "datalist": "$glob.glob(@images)", "network": "$@net#width"}
+    config = generator["standalone"](piece, common)
+    assert list(config) == ["imports", "root", "data", "images", "width", "net", "datalist", "network"]
+    assert config["imports"] == ["$import torch", "$import glob"]
+    assert config["net"] == common["net"] and config["network"] == "$@net#width"
+
+
+def test_the_piece_wins_over_common():
+    config = generator["standalone"]({"batch": 4, "loader": "@batch"}, {"batch": 16})
+    assert config == {"imports": [], "batch": 4, "loader": "@batch"}
