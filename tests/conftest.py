@@ -3,6 +3,7 @@
 import logging
 import socket
 import sys
+from pathlib import Path
 
 import monai.apps.utils
 import monai.bundle.scripts
@@ -37,3 +38,21 @@ def restore_logging():
         log.setLevel(level)
         log.propagate = propagate
     sys.path[:] = path
+
+
+@pytest.fixture(scope="session")
+def mlflow_runs():
+    """Reads what ``--tracking mlflow`` wrote: ``output_dir`` -> {run name: {metric: [(step, value), ...]}}."""
+    from mlflow.tracking import MlflowClient
+
+    def read(output_dir: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+        client = MlflowClient(tracking_uri=f"sqlite:///{Path(output_dir) / 'mlruns.db'}")
+        (experiment,) = [e for e in client.search_experiments() if e.name == "monai_experiment"]
+        return {
+            run.info.run_name: {
+                key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)] for key in run.data.metrics
+            }
+            for run in client.search_runs([experiment.experiment_id])
+        }
+
+    return read

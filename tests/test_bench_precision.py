@@ -37,7 +37,7 @@ def _train(channels_last: bool, autocast_dtype: str | None = None) -> tuple[list
     )  # fmt: skip
     losses: list[float] = []
     trainer.add_event_handler(
-        Events.ITERATION_COMPLETED, lambda engine: losses.append(engine.state.output["loss"].item())
+        Events.ITERATION_COMPLETED, lambda engine: losses.append(engine.state.output[0]["loss"])
     )
     trainer.run()
     return losses, network

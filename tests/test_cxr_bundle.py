@@ -44,7 +44,7 @@ def binary(data):
     common = _common(data, "binary")
     stage1 = run_bundle(
         BUNDLE, ["common.json", "stage1.json"], "train", **common, image_size=IMAGE_SIZE,
-        stage1_epochs=1, stage1_batch_size=4, stage1_val_fraction=0.25,
+        stage1_epochs=1, stage1_batch_size=4, stage1_val_fraction=0.25, tracking="mlflow", run_name="stage1",
     )  # fmt: skip
     run_bundle(BUNDLE, ["common.json", "heatmaps.json"], **common, image_size=IMAGE_SIZE)
     run_bundle(
@@ -54,8 +54,10 @@ def binary(data):
     return {"common": common, "stage1": stage1}
 
 
-def test_binary_chain_trains_on_the_official_training_list_and_saves_the_encoder(data, binary):
+def test_binary_chain_trains_on_the_official_training_list_and_saves_the_encoder(data, binary, mlflow_runs):
     runs = Path(binary["common"]["output_dir"])
+    tracked = mlflow_runs(runs)["stage1"]  # --tracking mlflow, MONAI's default settings
+    assert [step for step, _ in tracked["train_loss"]] == list(range(1, len(tracked["train_loss"]) + 1)) and tracked["val_auc"]
     train_val = set((data / "data" / "chestxray14" / "train_val_list.txt").read_text().split())
     heatmaps = json.loads((runs / "heatmaps" / "heatmap_datalist.json").read_text())
     assert {Path(d["image"]).name for d in heatmaps} == train_val  # test-list images are never pretrained on

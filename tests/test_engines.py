@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from monai.engines.utils import IterationEvents
 from monai.transforms import Lambdad
 
 from camcontrast_monai.data import FixedCropDataset
@@ -93,11 +94,14 @@ def test_stage1_trainer_reports_loss_terms_under_bf16_autocast():
         optimizer=torch.optim.SGD(network.parameters(), lr=0.01), loss_function=CAMClassifierLoss(),
         autocast_dtype="bfloat16",
     )  # fmt: skip
+    batch_output = []  # the output before MONAI decollates it
+    trainer.add_event_handler(IterationEvents.LOSS_COMPLETED, lambda engine: batch_output.append(dict(engine.state.output)))
     trainer.run()
-    output = trainer.state.output
-    assert output["pred"].shape == (4, 2)
-    assert torch.isfinite(output["loss"]) and output["loss"].dtype == torch.float32
-    assert output["loss"].item() == pytest.approx(output["cross_entropy"].item() + 0.01 * output["attention"].item(), rel=1e-5)
+    loss = batch_output[0]["loss"]
+    assert torch.isfinite(loss) and loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(batch_output[0]["cross_entropy"].item() + 0.01 * batch_output[0]["attention"].item(), rel=1e-5)
+    assert len(trainer.state.output) == 4  # decollated, MONAI's default: one dict per sample, the loss in each
+    assert trainer.state.output[0]["pred"].shape == (2,) and trainer.state.output[3]["loss"] == pytest.approx(loss.item())
     with pytest.raises(ValueError, match="autocast dtype"):
         Stage1Trainer(device="cpu", max_epochs=1, train_data_loader=[], network=network, optimizer=trainer.optimizer,
                       loss_function=CAMClassifierLoss(), autocast_dtype="int8")  # fmt: skip
@@ -132,7 +136,7 @@ def test_stage2_trainer_learns_to_match_images_to_heatmaps():
     trainer.run()
     with torch.no_grad():
         after = loss(*network.eval()(images, heatmaps)).item()
-    assert trainer.state.output["z_image"].shape == (8, 16)
+    assert len(trainer.state.output) == 8 and trainer.state.output[0]["z_image"].shape == (16,)
     assert after < before - 0.5
 
 

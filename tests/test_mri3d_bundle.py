@@ -90,13 +90,16 @@ def test_pretrained_encoder_is_a_resnet_state_dict_that_changes_an_encoder(pipel
     assert tuple(encoder(torch.zeros(1, 1, 80, 96, 80)).shape) == (1, 8 * WIDTH, 5, 6, 5)
 
 
-def test_finetune_folds_and_crossval_summary(pipeline):
+def test_finetune_folds_and_crossval_summary(pipeline, mlflow_runs):
     for init in ("random", "camcontrast"):
         for fold in (0, 1):
             run_bundle(
                 BUNDLE, ["common.json", "finetune_cls.json"], "train", **pipeline["common"],
-                init=init, fold=fold, finetune_epochs=1, finetune_batch_size=4,
+                init=init, fold=fold, finetune_epochs=1, finetune_batch_size=4, tracking="mlflow", run_name=f"{init}_fold{fold}",
             )  # fmt: skip
+    tracked = mlflow_runs(pipeline["root"] / "runs")
+    assert sorted(tracked) == ["camcontrast_fold0", "camcontrast_fold1", "random_fold0", "random_fold1"]
+    assert all(run["train_loss"] and [step for step, _ in run["val_mean_auc"]] == [1] for run in tracked.values())
     run = pipeline["root"] / "runs/finetune/adni_3way/camcontrast/lr0.01/fold1"
     test, val = (json.loads((run / f"{split}_metrics.json").read_text()) for split in ("test", "val"))
     assert test["split"] == "holdout" and val["split"] == "validation" and test["fold"] == 1

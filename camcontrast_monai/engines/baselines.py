@@ -24,7 +24,7 @@ class MultiViewTrainer(_TwoStageTrainer):
     - SupCon(-crop): the same two views plus labels, loss ``SupConLoss()(z_1, z_2, labels)``;
     - SupCE(-crop): one view plus labels, loss ``CrossEntropyLoss()(logits, labels)``.
 
-    The output dict holds ``loss``, ``pred`` (the first view's output) and ``label`` when used.
+    The output holds ``loss``, ``pred`` (the first view's output) and ``label`` when used, decollated per sample.
     """
 
     def __init__(

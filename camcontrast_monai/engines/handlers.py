@@ -26,6 +26,16 @@ __all__ = ["EpochSeeding", "History", "ProgressBar", "ResumableCheckpoint", "lat
 logger = logging.getLogger(__name__)
 
 
+def batch_values(output: Any) -> Mapping[str, Any]:
+    """The per-batch values of an engine output: the dict itself, or the first item of a decollated list.
+
+    Decollation (MONAI's default) copies a batch's scalars, such as the loss, into every item.
+    """
+    if isinstance(output, Sequence) and output and isinstance(output[0], Mapping):
+        return output[0]
+    return output if isinstance(output, Mapping) else {}
+
+
 def _scalar(value: Any) -> float | None:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return float(value.detach())
@@ -42,9 +52,7 @@ class ProgressBar:
         self.desc = desc
 
     def _select(self, output: Any) -> dict[str, float]:
-        if not isinstance(output, Mapping):
-            return {}
-        values = {key: _scalar(output.get(key)) for key in self.output_keys}
+        values = {key: _scalar(batch_values(output).get(key)) for key in self.output_keys}
         return {key: value for key, value in values.items() if value is not None}
 
     def attach(self, engine: Engine) -> None:
@@ -84,8 +92,7 @@ class History:
         return engine.state.iteration if self.source == "output" else engine.state.epoch
 
     def _values(self, engine: Engine) -> Mapping[str, Any]:
-        values = engine.state.output if self.source == "output" else engine.state.metrics
-        return values if isinstance(values, Mapping) else {}
+        return batch_values(engine.state.output if self.source == "output" else engine.state.metrics)
 
     def _load_previous(self, step: int) -> None:
         # the first record after a resume: keep what the interrupted run wrote before this step

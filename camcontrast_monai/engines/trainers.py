@@ -43,8 +43,7 @@ class _TwoStageTrainer(SupervisedTrainer):
     def __init__(
         self, *args: Any, autocast_dtype: str | None = None, channels_last: bool = False, **kwargs: Any
     ) -> None:
-        kwargs.setdefault("decollate", False)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # decollate=True, MONAI's default: tracking handlers read output[0]
         self.autocast_dtype = autocast_dtype
         autocast_context(self.state.device, autocast_dtype)  # validate the dtype now, not at iteration 1
         self.channels_last = channels_last
@@ -89,8 +88,9 @@ class Stage1Trainer(_TwoStageTrainer):
     ``loss_function`` is a :class:`~camcontrast_monai.losses.CAMClassifierLoss`; the network must offer
     ``forward_with_cams``, or, for multi-process training, be a ``DistributedDataParallel`` around a
     :class:`~camcontrast_monai.engines.LogitsAndCAMs` (so the forward goes through DDP). Batches are
-    dicts with ``image_key`` and ``label_key``. The output dict holds ``image``, ``label``, ``pred``
-    (logits), ``loss`` and its ``cross_entropy`` and ``attention`` terms, so handlers can log each.
+    dicts with ``image_key`` and ``label_key``. The output holds ``image``, ``label``, ``pred``
+    (logits), ``loss`` and its ``cross_entropy`` and ``attention`` terms, so handlers can log each;
+    decollated as in every MONAI trainer, it is one dict per sample, each with the batch's loss terms.
     """
 
     def __init__(self, *args: Any, image_key: str = "image", label_key: str = "label", **kwargs: Any) -> None:
@@ -124,7 +124,7 @@ class Stage2Trainer(_TwoStageTrainer):
 
     ``loss_function`` is an :class:`~camcontrast_monai.losses.ImageHeatmapNTXentLoss`. Batches are
     dicts with the (augmented) image crops under ``image_key`` and the matching heatmap crops under
-    ``heatmap_key``. The output dict holds ``loss`` and the two projections. With ``batch_augmentation``
+    ``heatmap_key``. The output holds ``loss`` and the two projections (decollated: one dict per crop). With ``batch_augmentation``
     (e.g. :class:`~camcontrast_monai.transforms.BatchStage2Augmentation`) the image crops arrive
     unaugmented and are augmented here, as one batch on the training device, seeded by the iteration.
     """
