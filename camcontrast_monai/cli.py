@@ -1,7 +1,7 @@
 """The ``camcontrast`` command line (python-fire).
 
     camcontrast demo [--bundle fundus|cxr|mri3d] [--quick] [--out DIR]
-    camcontrast check-data SHEET [--images DIR]
+    camcontrast check-data SHEET|FOLDER [--images DIR]
     camcontrast bench step [--width 64 --crop_size 224 --batch_size 8]
     camcontrast bench compare --out DIR [--methods camcontrast,supce-crop,simclr-crop,random] [--seeds 0,1,2]
     camcontrast synth fundus --out DIR --n N --seed S
@@ -332,7 +332,8 @@ class CLI:
         """Check a data set before training and report every problem at once (exit status 1 if any).
 
         Args:
-            sheet: an ODIR annotation sheet (.xlsx/.csv), an IDRiD grading CSV or an image,label CSV.
+            sheet: an ODIR annotation sheet (.xlsx/.csv), an IDRiD grading CSV or an image,label CSV; or a
+                data-set folder written by `camcontrast synth fundus` (its odir_annotations.csv is checked).
             images: image folder (ODIR/IDRiD; default images/ beside the sheet) or base folder (CSV).
             format: "auto", "odir", "idrid" or "csv".
             spatial_dims: 2 for photographs, 3 for volumes.

@@ -6,17 +6,16 @@ training, so a clean report means stage 1 will not stop on bad input.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from unittest import mock
 
 from camcontrast_monai.data import readers
 from camcontrast_monai.data.validation import Problem, check_datalist
 
 SHEET_FORMATS = ("auto", "odir", "idrid", "csv")
+# the sheets `camcontrast synth fundus` writes, in the order a folder is searched for one
+FOLDER_SHEETS = ("odir_annotations.xlsx", "odir_annotations.csv", "idrid_grading.csv", "labels.csv")
 
 
 def check_data_command(
@@ -31,7 +30,8 @@ def check_data_command(
     """Check an annotation sheet and its images; print every problem; return 0 if clean, 1 if not.
 
     Args:
-        sheet: the annotation sheet, ``.csv`` (UTF-8) or ``.xlsx``.
+        sheet: the annotation sheet, ``.csv`` (UTF-8) or ``.xlsx``; or a data-set folder that holds one
+            of :data:`FOLDER_SHEETS` (the first found is checked).
         images: for ``odir``/``idrid``, the image folder (default: ``images`` beside the sheet); for
             ``csv``, the folder relative image paths start from (default: the sheet's folder).
         format: ``odir`` (ODIR-5K sheet), ``idrid`` (IDRiD disease grading CSV), ``csv`` (``image``
@@ -44,12 +44,11 @@ def check_data_command(
     """
     if format not in SHEET_FORMATS:
         raise ValueError(f"format must be one of {SHEET_FORMATS}, got {format!r}")
-    sheet_path = Path(sheet)
+    sheet_path = find_sheet(Path(sheet))
     missing_images: list[tuple[int, str]] = []
     try:
         sheet_format = _detect_format(sheet_path) if format == "auto" else format
-        with _readers_collect_missing_images(missing_images):
-            datalist = _read_sheet(sheet_format, sheet_path, images)
+        datalist = _read_sheet(sheet_format, sheet_path, images, missing_images)
     except Exception as error:  # whatever a reader raises is reported: reporting is this command's job
         print(f"{sheet_path}: cannot be read")
         _print_report([_problem_from_reader_error(sheet_path, error)])
@@ -78,8 +77,18 @@ def check_data_command(
     return 1 if problems else 0
 
 
+def find_sheet(path: Path) -> Path:
+    """``path`` itself, or for a folder the first of :data:`FOLDER_SHEETS` in it (an error naming them if none)."""
+    if not path.is_dir():
+        return path
+    for name in FOLDER_SHEETS:
+        if (path / name).is_file():
+            return path / name
+    raise SystemExit(f"{path} is a folder without an annotation sheet; expected one of {', '.join(FOLDER_SHEETS)}, or pass the sheet itself")
+
+
 def _detect_format(sheet_path: Path) -> str:
-    columns = readers._read_table(sheet_path, "annotation sheet").columns
+    columns = readers.read_table(sheet_path, "annotation sheet").columns
     if "Left-Fundus" in columns:
         return "odir"
     if "Image name" in columns:
@@ -87,25 +96,14 @@ def _detect_format(sheet_path: Path) -> str:
     return "csv"
 
 
-def _read_sheet(sheet_format: str, sheet_path: Path, images: str | None) -> list[dict]:
+def _read_sheet(sheet_format: str, sheet_path: Path, images: str | None, missing: list[tuple[int, str]]) -> list[dict]:
+    """The sheet's datalist; listed images that do not exist go to ``missing``, so the others are still checked."""
     if sheet_format == "csv":
-        return readers.read_image_label_csv(sheet_path, base_dir=images)
+        return readers.read_image_label_csv(sheet_path, base_dir=images, collect_missing=missing)
     image_dir = images if images is not None else sheet_path.parent / "images"
     if sheet_format == "odir":
-        return readers.read_odir_annotations(sheet_path, image_dir)
-    return readers.read_idrid_grading(sheet_path, image_dir)
-
-
-@contextlib.contextmanager
-def _readers_collect_missing_images(missing_images: list[tuple[int, str]]) -> Iterator[None]:
-    """Have the readers return their datalist even when listed images are missing, collecting the
-    ``(row, path)`` pairs instead of raising, so that the other images are still checked in this run.
-
-    The readers raise for missing images only after validating every row, so nothing else is skipped.
-    Replace with a reader option once the readers have one.
-    """
-    with mock.patch.object(readers, "_raise_if_images_missing", lambda _, rows: missing_images.extend(rows)):
-        yield
+        return readers.read_odir_annotations(sheet_path, image_dir, collect_missing=missing)
+    return readers.read_idrid_grading(sheet_path, image_dir, collect_missing=missing)
 
 
 def _problem_from_reader_error(sheet_path: Path, error: Exception) -> Problem:

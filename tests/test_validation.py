@@ -364,3 +364,31 @@ def test_check_data_reports_a_table_error_with_its_row(tmp_path, capsys):
         f"{sheet}, row 3: 'Left-Fundus' is '1_left.png' but 'Left-Diagnostic Keywords' is empty"
     )
     assert report[2] == "1 problem(s) in 1 file(s)"
+
+
+def test_checking_many_images_builds_monais_loader_once(tmp_path, monkeypatch):
+    """Building a LoadImage builds every MONAI reader; the nvImageCodec one warns each time (once per image before)."""
+    import camcontrast_monai.data.validation as validation
+
+    built = []
+    real = validation.LoadImage
+    monkeypatch.setattr(validation, "LoadImage", lambda *a, **k: built.append(1) or real(*a, **k))
+    validation._load_image.cache_clear()
+    paths = [_write_png(tmp_path / f"{i}.png") for i in range(5)]
+    assert check_datalist([{"image": str(p), "label": i % 2} for i, p in enumerate(paths)], spatial_dims=2, channels=3) == []
+    assert len(built) == 1
+    validation._load_image.cache_clear()
+
+
+def test_check_data_on_a_data_set_folder_checks_the_sheet_synth_wrote(tmp_path, capsys):
+    write_fundus_dataset(tmp_path / "set", n=4, seed=0, image_size=64)
+    (tmp_path / "set" / "images" / "1_right.png").unlink()
+    assert check_data_command(str(tmp_path / "set")) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'set' / 'odir_annotations.csv'} (odir sheet): 4 entries" in out
+    assert "row 3: listed image" in out and "1_right.png does not exist" in out and "1 problem(s) in 1 file(s)" in out
+
+
+def test_check_data_on_a_folder_without_a_sheet_names_what_it_looked_for(tmp_path):
+    with pytest.raises(SystemExit, match="folder without an annotation sheet; expected one of odir_annotations.xlsx"):
+        check_data_command(str(tmp_path))

@@ -27,9 +27,9 @@ import numpy as np
 
 from camcontrast_monai.data.datalists import subsample_by_patient
 from camcontrast_monai.data.readers import (
-    _existing_folder,
-    _raise_if_images_missing,
-    _read_table,
+    existing_folder,
+    read_table,
+    report_missing_images,
     split_by_patient,
 )
 
@@ -102,9 +102,9 @@ def read_chestxray14(
     image must be in the CSV. Unknown disease names, ``No Finding`` mixed with diseases, duplicated
     images and listed images missing from ``image_dir`` are errors naming the row.
     """
-    table = _read_table(csv_path, "ChestX-ray14 Data_Entry CSV")
+    table = read_table(csv_path, "ChestX-ray14 Data_Entry CSV")
     table.require_columns(["Image Index", "Finding Labels", "Patient ID"])
-    image_folder = _existing_folder(image_dir, "ChestX-ray14 image folder")
+    image_folder = existing_folder(image_dir, "ChestX-ray14 image folder")
     wanted: set[str] | None = None
     if image_list is not None:
         names = read_image_list(image_list) if isinstance(image_list, (str, os.PathLike)) else list(image_list)
@@ -141,7 +141,7 @@ def read_chestxray14(
             raise ValueError(
                 f"{image_list}: {len(absent)} listed image(s) are not in {table.path}, e.g. {absent[:5]}"
             )
-    _raise_if_images_missing(table.path, missing_images)
+    report_missing_images(table.path, missing_images)
     return datalist
 
 
@@ -223,7 +223,7 @@ def read_siim_rle(csv_path: str | os.PathLike) -> dict[str, list[str]]:
     Each code is checked to be well formed (pairs of non-negative integers). An image listed both
     with ``-1`` and with a mask is an error naming both rows.
     """
-    table = _read_table(csv_path, "SIIM-ACR run-length CSV")  # the real header is "ImageId, EncodedPixels"
+    table = read_table(csv_path, "SIIM-ACR run-length CSV")  # the real header is "ImageId, EncodedPixels"
     table.require_columns(["ImageId", "EncodedPixels"])
     codes: dict[str, list[str]] = {}
     empty_row: dict[str, int] = {}
@@ -259,7 +259,7 @@ def read_siim_acr(csv_path: str | os.PathLike, dicom_dir: str | os.PathLike) -> 
     ImageId serves as the patient id for splitting.
     """
     codes = read_siim_rle(csv_path)
-    folder = Path(_existing_folder(dicom_dir, "SIIM-ACR DICOM folder"))
+    folder = Path(existing_folder(dicom_dir, "SIIM-ACR DICOM folder"))
     files: dict[str, Path] = {}
     for path in sorted(folder.rglob("*.dcm")):
         if path.stem in files:

@@ -87,7 +87,9 @@ class _Table:
         first_rows[key] = row_number
 
 
-def read_odir_annotations(sheet_path: str | os.PathLike, image_dir: str | os.PathLike) -> list[dict]:
+def read_odir_annotations(
+    sheet_path: str | os.PathLike, image_dir: str | os.PathLike, collect_missing: list[tuple[int, str]] | None = None
+) -> list[dict]:
     """Read the ODIR-5K annotation sheet (``.xlsx`` or ``.csv``) into a per-eye, binary-labelled datalist.
 
     Each patient row gives up to two entries, left eye first:
@@ -96,12 +98,14 @@ def read_odir_annotations(sheet_path: str | os.PathLike, image_dir: str | os.Pat
     eye's own diagnostic keywords (the patient-level N..O columns mix both eyes), ignoring keywords
     that only describe image quality. An eye whose keywords are all about quality cannot be labelled
     and is skipped with a warning; an empty fundus cell (one eye photographed) is skipped silently.
+    Listed images that do not exist raise one error naming their rows; with ``collect_missing`` (a list)
+    they are appended to it as ``(row, path)`` instead of raising.
     """
-    table = _read_table(sheet_path, "ODIR annotation sheet")
+    table = read_table(sheet_path, "ODIR annotation sheet")
     table.require_columns(
         ["ID", "Left-Fundus", "Right-Fundus", "Left-Diagnostic Keywords", "Right-Diagnostic Keywords"]
     )
-    image_folder = _existing_folder(image_dir, "ODIR image folder")
+    image_folder = existing_folder(image_dir, "ODIR image folder")
 
     datalist: list[dict] = []
     missing_images: list[tuple[int, str]] = []
@@ -147,12 +151,15 @@ def read_odir_annotations(sheet_path: str | os.PathLike, image_dir: str | os.Pat
                     "keywords": keywords,
                 }
             )
-    _raise_if_images_missing(table.path, missing_images)
+    report_missing_images(table.path, missing_images, collect_missing)
     return datalist
 
 
 def read_idrid_grading(
-    csv_path: str | os.PathLike, image_dir: str | os.PathLike, image_ext: str | None = None
+    csv_path: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    image_ext: str | None = None,
+    collect_missing: list[tuple[int, str]] | None = None,
 ) -> list[dict]:
     """Read an IDRiD "B. Disease Grading" ground-truth CSV into a datalist.
 
@@ -160,10 +167,12 @@ def read_idrid_grading(
     (``dr_grade * 3 + dme_risk``, 0-14) is the single class for joint DR/DME grading and ``label`` is
     1 for any retinopathy or macular-edema risk. ``Image name`` holds a file stem; the image is looked
     up in ``image_dir`` with ``image_ext`` when given, otherwise with .jpg, .JPG, .png then .tif.
+    Listed images that do not exist raise one error naming their rows; with ``collect_missing`` (a list)
+    they are appended to it as ``(row, path)`` instead of raising.
     """
-    table = _read_table(csv_path, "IDRiD grading CSV")
+    table = read_table(csv_path, "IDRiD grading CSV")
     table.require_columns(["Image name", "Retinopathy grade", "Risk of macular edema"])
-    image_folder = _existing_folder(image_dir, "IDRiD image folder")
+    image_folder = existing_folder(image_dir, "IDRiD image folder")
     if image_ext:
         extensions: Sequence[str] = (image_ext if image_ext.startswith(".") else f".{image_ext}",)
     else:
@@ -191,7 +200,7 @@ def read_idrid_grading(
                 "label": int(dr_grade > 0 or dme_risk > 0),
             }
         )
-    _raise_if_images_missing(table.path, missing_images)
+    report_missing_images(table.path, missing_images, collect_missing)
     return datalist
 
 
@@ -200,13 +209,16 @@ def read_image_label_csv(
     base_dir: str | os.PathLike | None = None,
     image_column: str = "image",
     label_column: str = "label",
+    collect_missing: list[tuple[int, str]] | None = None,
 ) -> list[dict]:
     """Read a generic image/label table into ``{"image": absolute path, "label": int, ...}`` entries.
 
     Relative image paths are resolved against ``base_dir`` (default: the CSV's folder). Any other
     columns are carried through as strings under their header names.
+    Listed images that do not exist raise one error naming their rows; with ``collect_missing`` (a list)
+    they are appended to it as ``(row, path)`` instead of raising.
     """
-    table = _read_table(csv_path, "image/label CSV")
+    table = read_table(csv_path, "image/label CSV")
     table.require_columns([image_column, label_column])
     extra_columns = [column for column in table.columns if column not in (image_column, label_column)]
     clashing = [column for column in extra_columns if column in ("image", "label")]
@@ -231,7 +243,7 @@ def read_image_label_csv(
         entry = {"image": image_path, "label": label}
         entry.update((column, row[column]) for column in extra_columns)
         datalist.append(entry)
-    _raise_if_images_missing(table.path, missing_images)
+    report_missing_images(table.path, missing_images, collect_missing)
     return datalist
 
 
@@ -299,14 +311,24 @@ def _find_image(image_folder: str, stem: str, extensions: Sequence[str]) -> str 
     return None
 
 
-def _existing_folder(path: str | os.PathLike, description: str) -> str:
+def existing_folder(path: str | os.PathLike, description: str) -> str:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{description} not found: {path}")
     return os.path.abspath(path)
 
 
-def _raise_if_images_missing(table_path: Path, missing_images: list[tuple[int, str]]) -> None:
+def report_missing_images(
+    table_path: Path, missing_images: list[tuple[int, str]], collect_missing: list[tuple[int, str]] | None = None
+) -> None:
+    """Raise one FileNotFoundError listing the ``(row, path)`` of images a sheet lists but that do not exist.
+
+    With a ``collect_missing`` list the pairs are appended to it instead, so that a report (``camcontrast
+    check-data``) can name them beside every other problem of the data set.
+    """
     if not missing_images:
+        return
+    if collect_missing is not None:
+        collect_missing.extend(missing_images)
         return
     shown = "; ".join(
         f"row {row_number}: {path}" for row_number, path in missing_images[:MAX_MISSING_IMAGES_REPORTED]
@@ -331,7 +353,7 @@ def _parse_integer(text: str) -> int | None:
     return int(number) if number.is_integer() else None
 
 
-def _read_table(path: str | os.PathLike, description: str) -> _Table:
+def read_table(path: str | os.PathLike, description: str) -> _Table:
     """Read a ``.csv`` or ``.xlsx`` sheet whose first row is the header.
 
     Header names and cells are stripped (the real IDRiD header ends in a space), fully empty rows are

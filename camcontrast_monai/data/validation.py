@@ -88,7 +88,7 @@ def check_image_file(
         return [Problem(path, f"is empty (0 bytes); expected a {format_name} image")]
     try:
         with _pil_rejects_truncated_images():
-            image = LoadImage(image_only=True, ensure_channel_first=True)(path, reader=make_reader())
+            image = _load_image()(path, reader=_reader(make_reader))
     except Exception as error:  # every decoder failure, whatever its type, is this file's problem
         return [Problem(path, f"cannot be read as {format_name}: {_one_line(error)}")]
 
@@ -229,6 +229,18 @@ def _check_exists(path: str) -> list[Problem]:
     if not os.path.isfile(path):
         return [Problem(path, "does not exist; expected an image file")]
     return []
+
+
+@functools.cache
+def _load_image() -> LoadImage:
+    """One ``LoadImage`` for the process: building one builds every MONAI reader, and MONAI's nvImageCodec
+    DICOM reader logs a warning each time it is built without CUDA (it was once per checked image)."""
+    return LoadImage(image_only=True, ensure_channel_first=True)
+
+
+@functools.cache
+def _reader(make_reader: Callable[[], ImageReader]) -> ImageReader:
+    return make_reader()
 
 
 def _image_format(path: str) -> tuple[str, Callable[[], ImageReader]] | None:
