@@ -235,7 +235,7 @@ class Bench:
             dataset_dir: a folder with pretrain/ and downstream/ in the fundus bundle's layout; default:
                 synthetic data written under out/data.
             num_workers: data-loading worker processes.
-            embedding_map: also draw t-SNE maps of the first seed's encoders' crop representations (Fig. 8).
+            embedding_map: also draw UMAP maps of the first seed's encoders' crop representations (Fig. 8).
             shared_pretraining: pretrain each method once (first seed) and fine-tune every seed from it.
             report_only: run nothing; write the report from the runs finished so far (for the given seeds).
         """

@@ -93,7 +93,7 @@ class ComparePlan:
     finetune_batch_size: int
     seg_batch_size: int
     lr_grid: Mapping[str, tuple[float, ...]]
-    tsne_images: int
+    map_images: int
 
 
 # "default": sized for about 40 minutes of an idle 2-core CPU (an hour or more when it is shared) with
@@ -106,13 +106,13 @@ PLANS = {
         stage1_epochs=10, stage1_batch_size=16, pretrain_epochs=5, pretrain_batch_size=40, pretrain_lr=0.003,
         cls_image_size=96, cls_crop_size=80, seg_image_size=64, finetune_epochs=15, seg_epochs=12,
         finetune_batch_size=8, seg_batch_size=5, lr_grid={"grading": (1e-3, 3e-3), "lesions": (3e-4, 1e-3)},
-        tsne_images=60,
+        map_images=60,
     ),
     "tiny": ComparePlan(
         n_pretrain=16, n_downstream=15, image_size=32, width=4,
         stage1_epochs=1, stage1_batch_size=8, pretrain_epochs=1, pretrain_batch_size=8, pretrain_lr=0.003,
         cls_image_size=32, cls_crop_size=32, seg_image_size=32, finetune_epochs=1, seg_epochs=1, finetune_batch_size=4,
-        seg_batch_size=4, lr_grid={"grading": (1e-3,), "lesions": (1e-3,)}, tsne_images=6,
+        seg_batch_size=4, lr_grid={"grading": (1e-3,), "lesions": (1e-3,)}, map_images=6,
     ),
 }  # fmt: skip
 
@@ -388,11 +388,11 @@ def _crop_embeddings(
 
 def _embedding_maps(out_dir: Path, methods: Sequence[MethodSpec], plan: ComparePlan, seed: int, common: Mapping[str, Any]) -> Path | None:
     from camcontrast_monai.data import read_odir_annotations
-    from camcontrast_monai.report.embedding_map import save_embedding_maps, tsne
+    from camcontrast_monai.report.embedding_map import save_embedding_maps, umap_embedding
 
     pretrain_dir = Path(common["dataset_dir"]) / "pretrain"
     datalist = read_odir_annotations(str(pretrain_dir / "odir_annotations.csv"), str(pretrain_dir / "images"))
-    datalist = datalist[: plan.tsne_images]
+    datalist = datalist[: plan.map_images]
     maps = {}
     for method in methods:
         encoder = None
@@ -401,10 +401,10 @@ def _embedding_maps(out_dir: Path, methods: Sequence[MethodSpec], plan: CompareP
             if not encoder.is_file():
                 continue
         features, positions, labels = _crop_embeddings(encoder and str(encoder), method, plan, datalist, seed)
-        maps[method.spec] = (tsne(torch.from_numpy(features), seed=seed).numpy(), positions, labels)
+        maps[method.spec] = (umap_embedding(features, seed=seed), positions, labels)
     if not maps:
         return None
-    return save_embedding_maps(maps, out_dir / "report" / "embeddings.png", f"t-SNE of fixed-crop features (seed {seed} encoders)")
+    return save_embedding_maps(maps, out_dir / "report" / "embeddings.png", f"UMAP of fixed-crop features (seed {seed} encoders)")
 
 
 def _write_report(
@@ -482,7 +482,7 @@ def _write_report(
         lines += [
             "## Crop representations (paper Fig. 8)",
             "",
-            "t-SNE of the pooled encoder features of the five fixed crops of pretraining images; left column coloured "
+            "UMAP of the pooled encoder features of the five fixed crops of pretraining images; left column coloured "
             "by crop position, right column by the image's coarse label.",
             "",
             f"![embeddings]({embedding_map.name})",

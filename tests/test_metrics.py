@@ -225,3 +225,15 @@ def test_cumulative_metrics_reset_between_epochs():
     empty = AveragePrecisionMetric()
     with pytest.raises(ValueError, match="no data"):
         empty.aggregate()
+
+
+def test_mean_f1_metric_pools_images_and_leaves_a_class_absent_everywhere_out():
+    metric = MeanF1Metric(threshold=0.5)
+    # class 0: image 1 has TP=1, FN=1; image 2 has FP=1 -> pooled F1 = 2*1 / (2*1 + 1 + 1) = 0.5
+    # class 1: never predicted, never present -> NaN, left out of the mean
+    first = torch.tensor([[[[0.9, 0.1]], [[0.0, 0.0]]]]), torch.tensor([[[[1, 1]], [[0, 0]]]])
+    second = torch.tensor([[[[0.7, 0.2]], [[0.3, 0.4]]]]), torch.tensor([[[[0, 0]], [[0, 0]]]])
+    metric(y_pred=first[0], y=first[1])
+    metric(y_pred=second[0], y=second[1])
+    assert metric.aggregate() == pytest.approx(0.5)
+    assert metric.per_class[0] == pytest.approx(0.5) and math.isnan(metric.per_class[1])

@@ -271,3 +271,18 @@ def test_write_json_converts_nan_and_numpy(tmp_path):
     assert json.loads(text) == {"a": 0.25, "b": None, "n": 3, "s": [1, 2], "t": [1.5, 2.0]}
     assert text.index('"a"') < text.index('"b"') and "\n  " in text
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+
+
+def test_umap_keeps_two_separated_clusters_apart_and_is_seeded():
+    from camcontrast_monai.report.embedding_map import umap_embedding
+
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(0, 1, (20, 16)), rng.normal(12, 1, (20, 16))])
+    points = umap_embedding(features, seed=3)
+    assert points.shape == (40, 2) and points.dtype == np.float32
+    # every point's nearest 2-D neighbour is from its own cluster
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1) + np.eye(40) * 1e9
+    assert ((distances.argmin(axis=1) < 20) == (np.arange(40) < 20)).all()
+    np.testing.assert_array_equal(points, umap_embedding(features, seed=3))
+    with pytest.raises(ValueError, match="at least 4 points"):
+        umap_embedding(features[:3])

@@ -136,6 +136,11 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
 
     Without an initialised process group (or with one process) the tensor is returned as is. All
     processes must pass the same number of rows (``drop_last=True`` loaders with ``DistributedSampler``).
+
+    Our own because ``torch.distributed.all_gather`` returns tensors cut from the graph (no gradient
+    reaches the other ranks' rows) and ``torch.distributed.nn.all_gather`` keeps gradients only for
+    some backends; MONAI's ``evenly_divisible_all_gather`` and Ignite's ``idist.all_gather`` gather
+    values, not gradients.
     """
     if distributed_world_size() == 1:
         return tensor

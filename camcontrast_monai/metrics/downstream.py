@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from monai.handlers import IgniteMetricHandler
-from monai.metrics import CumulativeIterationMetric
+from monai.metrics import ConfusionMatrixMetric, CumulativeIterationMetric
 
 __all__ = [
     "AveragePrecision",
@@ -57,15 +57,6 @@ def _f1_from_counts(true_pos: int, false_pos: int, false_neg: int) -> float:
     """2TP / (2TP + FP + FN); NaN when the class is absent from both prediction and ground truth."""
     denominator = 2 * true_pos + false_pos + false_neg
     return 2 * true_pos / denominator if denominator else math.nan
-
-
-def _confusion_counts(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Pixel counts ``(..., 3)`` = (TP, FP, FN) of bool maps ``(B, C, *spatial)``, summed over the spatial axes."""
-    predicted, target = predicted.flatten(2), target.flatten(2)
-    true_pos = (predicted & target).sum(dim=2)
-    false_pos = (predicted & ~target).sum(dim=2)
-    false_neg = (~predicted & target).sum(dim=2)
-    return torch.stack([true_pos, false_pos, false_neg], dim=-1)
 
 
 def _check_same_shape(first: torch.Tensor, second: torch.Tensor, names: str, min_dims: int = 2) -> None:
@@ -258,31 +249,34 @@ class AveragePrecisionMetric(CumulativeIterationMetric):
         return mean
 
 
-class MeanF1Metric(CumulativeIterationMetric):
+class MeanF1Metric(ConfusionMatrixMetric):
     """Cumulative average F1-score over classes (REFUGE-seg, Vessel-seg, SIIM-ACR), pooling all pixels.
 
-    Call with ``y_pred`` probabilities and ``y`` binary masks, both ``(B, C, *spatial)``; pixels with
-    ``y_pred >= threshold`` are predicted positive. Only per-image (TP, FP, FN) counts are kept, so
-    memory does not grow with image size. ``aggregate()`` returns the mean F1 over classes and sets
-    ``per_class`` (NaN for a class absent from both prediction and ground truth, left out of the mean).
+    MONAI's ``ConfusionMatrixMetric("f1 score")`` with the confusion matrices summed over every image
+    before the score (``compute_sample=False``, ``reduction="sum_batch"``): one F1 per class for the
+    whole set. Call with ``y_pred`` probabilities and ``y`` binary masks, both ``(B, C, *spatial)``;
+    pixels with ``y_pred >= threshold`` are predicted positive. ``aggregate()`` returns the mean F1
+    over classes and sets ``per_class`` (NaN for a class absent from both prediction and ground
+    truth, left out of the mean).
     """
 
     def __init__(self, threshold: float = 0.5) -> None:
-        super().__init__()
+        super().__init__(include_background=True, metric_name="f1 score", compute_sample=False, reduction="sum_batch")
         self.threshold = threshold
+        self.per_class: list[float] = []
 
     def reset(self) -> None:
         super().reset()
-        self.per_class: list[float] = []
+        self.per_class = []
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         _check_same_shape(y_pred, y, "y_pred and y", min_dims=3)
-        return _confusion_counts(y_pred >= self.threshold, _binary(y, "y")).cpu()
+        return super()._compute_tensor((y_pred >= self.threshold).float(), _binary(y, "y").float()).cpu()
 
-    def aggregate(self) -> float:
-        counts = self.get_buffer()
-        _require_data(counts, "MeanF1Metric")
-        self.per_class = [_f1_from_counts(*class_counts.tolist()) for class_counts in counts.sum(dim=0)]
+    def aggregate(self) -> float:  # type: ignore[override]
+        _require_data(self.get_buffer(), "MeanF1Metric")
+        (per_class,) = super().aggregate()
+        self.per_class = [float(value) for value in per_class]
         return _nanmean(self.per_class)
 
 
