@@ -39,3 +39,15 @@ def test_a_standalone_config_takes_exactly_what_it_reaches():
 def test_the_piece_wins_over_common():
     config = generator["standalone"]({"batch": 4, "loader": "@batch"}, {"batch": 16})
     assert config == {"imports": [], "batch": 4, "loader": "@batch"}
+
+
+def test_no_config_picks_a_handler_by_its_list_index():
+    """An overlay or a reference like train#handlers#3 silently hits another handler when the list changes."""
+    import re
+
+    indexed = [
+        f"{path.relative_to(REPO)}: {match.group(0)}"
+        for path in sorted((REPO / "bundles").glob("*/configs/*.json"))
+        for match in re.finditer(r"handlers#\d+", path.read_text())
+    ]
+    assert not indexed, "\n".join(indexed)

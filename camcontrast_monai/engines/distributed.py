@@ -6,6 +6,7 @@ from collections.abc import Sized
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional  # noqa: F401  (gather_with_grad)
 from ignite.engine import Engine, Events
 from monai.data import DistributedSampler
 from torch import nn
@@ -105,46 +106,20 @@ class LogitsAndCAMs(nn.Module):
         return self.classifier.forward_with_cams(x)
 
 
-class _AllGather(torch.autograd.Function):
-    """All-gather along dim 0 that keeps gradients.
-
-    Forward: every process gets the rows of all processes in rank order. Backward: every process holds
-    the same loss over the gathered batch, so each holds the full gradient of that loss with respect to
-    all gathered rows; the gradients are summed over processes and each keeps the slice of its own rows.
-    The sum (N times the gradient of one process's loss) is what DDP's averaging of parameter
-    gradients over N processes divides back out, so N processes with B/N rows each train exactly like
-    one process with B rows.
-    """
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        world_size = dist.get_world_size()
-        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
-        gathered = [torch.empty_like(tensor) for _ in range(world_size)]
-        dist.all_gather(gathered, tensor.contiguous())
-        return torch.cat(gathered)
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
-        grad = grad_output.contiguous()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
-
-
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` (rows = local batch) from every process in rank order, keeping the autograd graph.
 
     Without an initialised process group (or with one process) the tensor is returned as is. All
     processes must pass the same number of rows (``drop_last=True`` loaders with ``DistributedSampler``).
-
-    Our own because ``torch.distributed.all_gather`` returns tensors cut from the graph (no gradient
-    reaches the other ranks' rows) and ``torch.distributed.nn.all_gather`` keeps gradients only for
-    some backends; MONAI's ``evenly_divisible_all_gather`` and Ignite's ``idist.all_gather`` gather
-    values, not gradients.
+    ``torch.distributed.nn.functional.all_gather`` does the gathering: its backward sums each row's
+    gradient over the processes (every process holds the same loss over the gathered batch), which is
+    N times one process's gradient, and DDP's averaging over N processes divides it back out; so N
+    processes with B/N rows each train exactly like one process with B rows. (``torch.distributed.all_gather``
+    and Ignite's ``idist.all_gather`` return values cut from the graph.)
     """
     if distributed_world_size() == 1:
         return tensor
-    return _AllGather.apply(tensor)
+    return torch.cat(torch.distributed.nn.functional.all_gather(tensor.contiguous()))
 
 
 def check_global_batch(global_batch_size: int) -> int:
