@@ -6,6 +6,7 @@ itself, so they fail on such a machine too.
 """
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -169,3 +170,13 @@ def test_bundle_export_on_the_command_line(tmp_path):
     assert f"exported camcontrast_mri3d to {tmp_path / 'out' / 'camcontrast_mri3d'}" in exported.stdout
     again = subprocess.run([str(script), "bundle", "export", "camcontrast_mri3d", "out"], cwd=tmp_path, capture_output=True, text=True)
     assert again.returncode == 1 and "exists and is not empty" in again.stderr
+
+
+def test_every_bundle_pins_the_package_version_it_needs():
+    import camcontrast_monai
+
+    for name in bundle_names():
+        meta = json.loads((bundle_path(name) / "configs" / "metadata.json").read_text())
+        assert meta["required_packages_version"]["camcontrast-monai"] == camcontrast_monai.__version__, name
+        assert meta["version"] in meta["changelog"], name
+    assert metadata.version("camcontrast-monai") == camcontrast_monai.__version__, "reinstall: pip install -e ."
