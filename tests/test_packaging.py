@@ -128,6 +128,7 @@ def test_the_wheel_carries_every_module_and_every_bundle_file(tmp_path):
     bundles = {f"{PACKAGE}/{name}" for name in tracked_files("bundles") if not name.startswith("bundles/shared/")}
     assert modules - shipped == set(), "add the missing packages to [tool.setuptools] packages in pyproject.toml"
     assert bundles - shipped == set(), "add the missing bundle files to [tool.setuptools.package-data]"
+    assert f"{PACKAGE}/schemas/meta_schema.json" in shipped
     assert not [name for name in shipped if name.endswith((".pt", ".ts")) or "/bundles/shared/" in name]
 
 
@@ -142,6 +143,8 @@ def test_export_copies_the_shipped_files_and_never_replaces_a_users_folder(tmp_p
     target = export_bundle("cxr", tmp_path / "mine")
     assert target == tmp_path / "mine" / "camcontrast_cxr"
     shipped = {name.removeprefix("bundles/camcontrast_cxr/") for name in tracked_files("bundles/camcontrast_cxr")}
+    shipped.add("eval/schema.json")  # the model zoo's place for the metadata schema
+    assert (target / "eval" / "schema.json").read_bytes() == (REPO / "schemas" / "meta_schema.json").read_bytes()
     assert {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} == shipped
 
     (target / "models" / "model.pt").write_bytes(b"trained weights")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bundle_names", "bundle_path", "bundle_version", "bundles_dir", "export_bundle", "run_bundle"]
+__all__ = ["bundle_names", "bundle_path", "bundle_version", "bundles_dir", "export_bundle", "metadata_schema", "run_bundle"]
 
 PREFIX = "camcontrast_"
 
@@ -32,6 +32,14 @@ def bundles_dir() -> Path:
         f"no bundles found in {package / 'bundles'} or {package.parent / 'bundles'}: this installation of "
         "camcontrast-monai is incomplete; reinstall it (pip install camcontrast-monai, or pip install -e . in a checkout)"
     )
+
+
+def metadata_schema() -> Path:
+    """The model zoo's metadata schema (meta_schema_20240725.json, verbatim), so ``verify_metadata`` needs no network."""
+    path = bundles_dir().parent / "schemas" / "meta_schema.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"the metadata schema is missing at {path}: this installation of camcontrast-monai is incomplete")
+    return path
 
 
 def bundle_names() -> list[str]:
@@ -57,7 +65,8 @@ def export_bundle(name: str, out_dir: str | Path, overwrite: bool = False) -> Pa
     """Copy bundle ``name`` to ``out_dir/<name>`` (MONAI's ``bundle download`` layout) and return that folder.
 
     The copy is an ordinary bundle folder for ``python -m monai.bundle run`` (run it from inside, or pass
-    ``--bundle_root``). An existing folder is refused unless ``overwrite`` is true, so a user's trained
+    ``--bundle_root``), with the metadata schema at ``eval/schema.json``, where the model zoo's checks
+    read it. An existing folder is refused unless ``overwrite`` is true, so a user's trained
     ``models/model.pt`` or edited configs are never replaced by accident.
     """
     source = bundle_path(name)
@@ -67,6 +76,8 @@ def export_bundle(name: str, out_dir: str | Path, overwrite: bool = False) -> Pa
             raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass --overwrite")
         shutil.rmtree(target)
     shutil.copytree(source, target, ignore=_NOT_SHIPPED, dirs_exist_ok=True)
+    (target / "eval").mkdir(exist_ok=True)
+    shutil.copyfile(metadata_schema(), target / "eval" / "schema.json")
     return target
 
 
