@@ -158,6 +158,17 @@ def test_a_checkpoint_without_an_object_of_the_save_dict_is_refused_by_name(tmp_
         stage1_run(tmp_path, max_epochs=2, init_seed=0)
 
 
+def test_a_checkpoint_of_another_network_shape_names_the_folder_and_the_fix(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    other = CAMClassifier(width=2, num_classes=5)  # e.g. a multilabel stage 1 in the binary run's folder
+    optimizer = torch.optim.SGD(other.parameters(), lr=0.1)
+    trainer_state = {"epoch": 1, "iteration": 3, "epoch_length": 3}
+    torch.save({"network": other.state_dict(), "optimizer": optimizer.state_dict(), "trainer": trainer_state},
+               tmp_path / "checkpoints" / "checkpoint_3.pt")  # fmt: skip
+    with pytest.raises(ValueError, match=r"checkpoint_3.pt does not fit this run's network .*another output_dir"):
+        stage1_run(tmp_path, max_epochs=2, init_seed=0)
+
+
 def test_epoch_seeds_depend_on_seed_and_epoch_only():
     seeding = EpochSeeding(seed=0)
     assert seeding.epoch_seeds(3) == EpochSeeding(seed=0).epoch_seeds(3)

@@ -236,7 +236,14 @@ class ResumableCheckpoint:
                 f"{path} holds no {missing}: it was written with another save_dict (an older configuration?); "
                 "move the checkpoints folder away to start this run over"
             )
-        Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
+        try:
+            Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
+        except RuntimeError as error:  # a state dict of another network shape
+            raise ValueError(
+                f"{path} does not fit this run's network ({str(error).splitlines()[0]} ...): it was written by a "
+                f"run with other settings in {self.save_dir}; give this run another output_dir, or move the "
+                "checkpoints folder away to start it over"
+            ) from error
         engine.state.max_epochs = configured_max_epochs
         logger.info("resumed from %s at epoch %d, iteration %d", path, engine.state.epoch, engine.state.iteration)
 
