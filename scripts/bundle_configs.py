@@ -3,6 +3,8 @@
     python scripts/bundle_configs.py           # write them
     python scripts/bundle_configs.py --check   # exit 1, naming the files, where a committed config differs
 
+``heatmaps.json`` and the ``multi_gpu_*.json`` overlays are the same in every bundle and are copied
+from ``bundles/shared``; what differs by modality comes from the bundle's ``common.json``.
 ``inference.json`` must stand alone: MONAI's model-zoo tools read it without ``common.json``. It is the
 shared inference piece plus exactly the items of the bundle's ``common.json`` that the piece reaches
 through ``@`` references, so there is one place to edit each value. See ``bundles/shared/README.md``.
@@ -18,6 +20,8 @@ from pathlib import Path
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 SHARED = BUNDLES / "shared"
+# pieces that every bundle carries as they are: the modality-independent configs
+COPIED = ("heatmaps.json", "multi_gpu_stage1.json", "multi_gpu_pretrain.json", "multi_gpu_finetune.json")
 # an @ reference's top-level id: "@load_image", "@train#trainer" -> "train"
 REFERENCE = re.compile(r"@(\w+)")
 
@@ -64,6 +68,7 @@ def generated_configs() -> dict[Path, str]:
     for common_path in sorted(BUNDLES.glob("*/configs/common.json")):
         common = json.loads(common_path.read_text())
         files[common_path.with_name("inference.json")] = render(standalone(piece, common))
+        files.update({common_path.with_name(name): (SHARED / name).read_text() for name in COPIED})
     return files
 
 

@@ -1,10 +1,13 @@
 """Fixtures shared by the test files."""
 
+import contextlib
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
 
+import ignite.distributed
 import monai.apps.utils
 import monai.bundle.scripts
 import pytest
@@ -56,3 +59,22 @@ def mlflow_runs():
         }
 
     return read
+
+
+@pytest.fixture
+def one_process_group():
+    """A context in which a ``multi_gpu_*.json`` overlay runs in this process: torchrun's environment for
+    rank 0 of one process (the overlay's ``initialize`` creates and its ``finalize`` destroys the group)."""
+
+    @contextlib.contextmanager
+    def group():
+        saved = dict(os.environ)
+        os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29533"})
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            ignite.distributed.sync()  # Ignite would keep the destroyed process group as its context
+
+    return group

@@ -31,7 +31,6 @@ import subprocess
 from pathlib import Path
 
 import fire
-import ignite.distributed
 import pytest
 
 from camcontrast_monai import cli
@@ -126,24 +125,12 @@ def fire_kwargs(args: list[str]) -> tuple[list, dict]:
     return positional, kwargs
 
 
-@contextlib.contextmanager
-def one_process_group():
-    """The environment torchrun gives rank 0 of one process, so a multi_gpu overlay runs in-process."""
-    saved = dict(os.environ)
-    os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29533"})
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        ignite.distributed.sync()  # Ignite would keep the destroyed process group as its context
-
-
 class Sandbox:
     """Runs the recorded commands of one doc: the working folder, the tiny sizes and the runs done."""
 
-    def __init__(self, root: Path, modality: str) -> None:
+    def __init__(self, root: Path, modality: str, one_process_group) -> None:
         self.root, self.modality, self.cwd = root, modality, root
+        self.one_process_group = one_process_group
         self.done: set[tuple] = set()
         self.ran: list[str] = []
 
@@ -161,7 +148,7 @@ class Sandbox:
             self.monai_bundle(args[2], args[3:])
         elif name == "torchrun":
             module = args.index("-m")
-            with one_process_group():
+            with self.one_process_group():
                 self.monai_bundle(args[module + 2], args[module + 3 :])
         else:
             raise AssertionError(f"the docs run a command this test does not know: {shlex.join(argv)}")
@@ -215,12 +202,12 @@ def tiny_data(root: Path, modality: str) -> Path:
 
 
 @pytest.mark.parametrize("doc", sorted(DOCS))
-def test_every_documented_command_runs(doc, tmp_path, restore_logging, monkeypatch):
+def test_every_documented_command_runs(doc, tmp_path, restore_logging, monkeypatch, one_process_group):
     modality = DOCS[doc]
     data = tiny_data(tmp_path, modality)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     env = {**os.environ, "DATA": str(data), "DIR": str(tmp_path / "dir"), "SANDBOX": str(tmp_path)}
-    sandbox = Sandbox(tmp_path, modality)
+    sandbox = Sandbox(tmp_path, modality, one_process_group)
     if doc.startswith("bundles/"):  # a bundle's README runs inside the bundle folder: DIR/<bundle>, exported
         sandbox.cwd = export_bundle(modality, env["DIR"])
     for lang, body in blocks(doc):

@@ -12,6 +12,7 @@ from camcontrast_monai.data.cxr_readers import (
 from camcontrast_monai.data.datalists import (
     downstream_splits,
     find_images,
+    heatmap_pairs,
     read_mask_datalist,
     subsample_by_patient,
     subsample_class_ratio,
@@ -78,6 +79,7 @@ __all__ = [
     "check_image_file",
     "downstream_splits",
     "find_images",
+    "heatmap_pairs",
     "generate_fundus",
     "read_idrid_grading",
     "read_image_label_csv",

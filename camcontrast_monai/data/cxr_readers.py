@@ -32,6 +32,7 @@ from camcontrast_monai.data.readers import (
     report_missing_images,
     split_by_patient,
 )
+from camcontrast_monai.utils.rle import SIIM_EMPTY_MASK, rle_decode, rle_encode
 
 __all__ = [
     "CHESTXRAY14_LABELS",
@@ -66,7 +67,6 @@ CHESTXRAY14_LABELS = (
     "Hernia",
 )
 CHESTXRAY14_NO_FINDING = "No Finding"
-SIIM_EMPTY_MASK = "-1"
 
 
 def read_image_list(path: str | os.PathLike) -> list[str]:
@@ -174,47 +174,6 @@ def chestxray14_splits(
         )
     train, val = split_by_patient(train_val, (1 - val_fraction, val_fraction), seed=seed)
     return {"train": subsample_by_patient(train, label_fraction, seed + 1), "val": val, "test": test}
-
-
-def rle_decode(rle: str, height: int, width: int) -> np.ndarray:
-    """SIIM-ACR run-length code -> ``(height, width)`` uint8 mask of 0/1, rows first like a PNG.
-
-    Pixels are numbered column-major (``index = column * height + row``) and each run's start is
-    counted from the end of the previous run, exactly as the challenge's ``rle2mask`` (whose result is
-    transposed). ``-1`` (or an empty code) gives an all-zero mask.
-    """
-    text = rle.strip()
-    mask = np.zeros(height * width, dtype=np.uint8)
-    if text in ("", SIIM_EMPTY_MASK):
-        return mask.reshape(height, width)
-    try:
-        numbers = [int(token) for token in text.split()]
-    except ValueError as error:
-        raise ValueError(f"run-length code is not a list of integers: {error}") from error
-    if len(numbers) % 2:
-        raise ValueError(f"run-length code has an odd count of numbers ({len(numbers)}); expected start/length pairs")
-    position = 0
-    for start, length in zip(numbers[0::2], numbers[1::2], strict=True):
-        if start < 0 or length <= 0:
-            raise ValueError(f"run-length code has a negative start or non-positive length: {start} {length}")
-        position += start
-        if position + length > mask.size:
-            raise ValueError(f"run ending at pixel {position + length} exceeds the {height}x{width} image")
-        mask[position : position + length] = 1
-        position += length
-    return mask.reshape(width, height).T
-
-
-def rle_encode(mask: np.ndarray) -> str:
-    """``(height, width)`` mask -> SIIM-ACR run-length code (the inverse of :func:`rle_decode`); ``-1`` if empty."""
-    flat = np.asarray(mask).astype(bool).T.reshape(-1)
-    padded = np.concatenate([[False], flat, [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    starts, ends = edges[0::2], edges[1::2]
-    if starts.size == 0:
-        return SIIM_EMPTY_MASK
-    relative = starts - np.concatenate([[0], ends[:-1]])
-    return " ".join(f"{start} {length}" for start, length in zip(relative, ends - starts, strict=True))
 
 
 def read_siim_rle(csv_path: str | os.PathLike) -> dict[str, list[str]]:

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from camcontrast_monai.data.readers import split_by_patient
+from camcontrast_monai.data.validation import validate_datalist
+from camcontrast_monai.transforms.suppression import is_normal_label
+from camcontrast_monai.utils import as_switch
 
-__all__ = ["downstream_splits", "find_images", "read_mask_datalist", "subsample_by_patient", "subsample_class_ratio"]
+__all__ = ["downstream_splits", "find_images", "heatmap_pairs", "read_mask_datalist", "subsample_by_patient", "subsample_class_ratio"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def heatmap_pairs(
+    heatmap_datalist: str | Path, spatial_dims: int, channels: int, discard_normal: bool = False
+) -> list[dict]:
+    """Stage 2's datalist: the ``image``, ``heatmap`` and ``label`` of each entry of the heatmap datalist file.
+
+    Both files of every entry are validated first (the heatmap has one channel, the image ``channels``,
+    both ``spatial_dims`` dimensions), and every problem is raised at once, naming the file.
+    ``discard_normal`` (paper Table 4) leaves the normal images out.
+    """
+    source = str(heatmap_datalist)
+    entries = json.loads(Path(heatmap_datalist).read_text())
+    entries = validate_datalist(entries, image_key="heatmap", spatial_dims=spatial_dims, channels=1, source=source)
+    entries = validate_datalist(entries, spatial_dims=spatial_dims, channels=channels, min_spatial_size=16, source=source)
+    discard = as_switch(discard_normal, "discard_normal")
+    return [
+        {key: entry[key] for key in ("image", "heatmap", "label")}
+        for entry in entries
+        if not (discard and is_normal_label(entry["label"]))
+    ]
 
 
 def find_images(folder: str | Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[str]:

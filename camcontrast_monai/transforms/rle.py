@@ -9,7 +9,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-from camcontrast_monai.data.cxr_readers import rle_decode
+from camcontrast_monai.utils.rle import rle_decode
 
 __all__ = ["RLEMask", "RLEMaskd"]
 
