@@ -1,13 +1,13 @@
-"""Build the bundles' generated configs from ``bundles/shared`` and each bundle's ``configs/common.json``.
+"""Build the bundles' generated configs from ``bundle_configs`` and each bundle's ``configs/common.json``.
 
     python scripts/bundle_configs.py           # write them
     python scripts/bundle_configs.py --check   # exit 1, naming the files, where a committed config differs
 
 ``heatmaps.json`` and the ``multi_gpu_*.json`` overlays are the same in every bundle and are copied
-from ``bundles/shared``; what differs by modality comes from the bundle's ``common.json``.
+from ``bundle_configs``; what differs by modality comes from the bundle's ``common.json``.
 ``inference.json`` must stand alone: MONAI's model-zoo tools read it without ``common.json``. It is the
 shared inference piece plus exactly the items of the bundle's ``common.json`` that the piece reaches
-through ``@`` references, so there is one place to edit each value. See ``bundles/shared/README.md``.
+through ``@`` references, so there is one place to edit each value. See ``bundle_configs/README.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-SHARED = BUNDLES / "shared"
+SHARED = BUNDLES.parent / "bundle_configs"
 # pieces that every bundle carries as they are: the modality-independent configs
 COPIED = ("heatmaps.json", "multi_gpu_stage1.json", "multi_gpu_pretrain.json", "multi_gpu_finetune.json")
 # an @ reference's top-level id: "@load_image", "@train#trainer" -> "train"

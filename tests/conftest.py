@@ -78,3 +78,31 @@ def one_process_group():
             ignite.distributed.sync()  # Ignite would keep the destroyed process group as its context
 
     return group
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """Writes a tiny data set of a modality in its real layout, with the package's own generators: ``(folder, modality) -> folder``.
+
+    fundus: ``pretrain/`` (16 images) and ``downstream/`` (20); cxr: ``chestxray14/`` (24 PNGs) and
+    ``siim/`` (12 DICOMs); mri3d: 6 subjects with 1-2 sessions in a Clinica tree.
+    """
+    from camcontrast_monai.data import (
+        write_chestxray14_dataset,
+        write_fundus_dataset,
+        write_mri_dataset,
+        write_siim_dataset,
+    )
+
+    def write(folder: Path, modality: str) -> Path:
+        if modality == "fundus":
+            write_fundus_dataset(folder / "pretrain", n=16, seed=0, image_size=64)
+            write_fundus_dataset(folder / "downstream", n=20, seed=1, image_size=64)
+        elif modality == "cxr":
+            write_chestxray14_dataset(folder / "chestxray14", n=24, seed=0, image_size=64, progress=False)
+            write_siim_dataset(folder / "siim", n=12, seed=0, image_size=32, progress=False)
+        else:
+            write_mri_dataset(folder, n_subjects=6, seed=0, max_sessions=2)
+        return folder
+
+    return write

@@ -1,4 +1,4 @@
-"""The generated bundle configs equal what scripts/bundle_configs.py builds from bundles/shared and common.json."""
+"""The generated bundle configs equal what scripts/bundle_configs.py builds from bundle_configs and common.json."""
 
 import runpy
 import subprocess

@@ -35,12 +35,6 @@ import pytest
 
 from camcontrast_monai import cli
 from camcontrast_monai.apps.bundle import export_bundle
-from camcontrast_monai.data import (
-    write_chestxray14_dataset,
-    write_fundus_dataset,
-    write_mri_dataset,
-    write_siim_dataset,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = {
@@ -187,24 +181,10 @@ class Sandbox:
             getattr(monai.bundle, command)(*positional, **kwargs)
 
 
-def tiny_data(root: Path, modality: str) -> Path:
-    """The data a doc's DATA stands for, in the real layouts, written by the package's own generators."""
-    data = root / "data"
-    if modality == "fundus":
-        write_fundus_dataset(data / "pretrain", n=16, seed=0, image_size=64)
-        write_fundus_dataset(data / "downstream", n=20, seed=1, image_size=64)
-    elif modality == "cxr":
-        write_chestxray14_dataset(data / "chestxray14", n=24, seed=0, image_size=64, progress=False)
-        write_siim_dataset(data / "siim", n=12, seed=0, image_size=32, progress=False)
-    else:
-        write_mri_dataset(data, n_subjects=6, seed=0, max_sessions=2)
-    return data
-
-
 @pytest.mark.parametrize("doc", sorted(DOCS))
-def test_every_documented_command_runs(doc, tmp_path, restore_logging, monkeypatch, one_process_group):
+def test_every_documented_command_runs(doc, tmp_path, restore_logging, monkeypatch, one_process_group, tiny_data):
     modality = DOCS[doc]
-    data = tiny_data(tmp_path, modality)
+    data = tiny_data(tmp_path / "data", modality)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     env = {**os.environ, "DATA": str(data), "DIR": str(tmp_path / "dir"), "SANDBOX": str(tmp_path)}
     sandbox = Sandbox(tmp_path, modality, one_process_group)

@@ -5,13 +5,11 @@ overlays also run under a real two-process torchrun in test_distributed.py.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.data import write_chestxray14_dataset, write_mri_dataset, write_siim_dataset
 
 SIZES = {
     "cxr": {"width": 2, "image_size": 64, "crop_size": 32},
@@ -19,20 +17,11 @@ SIZES = {
 }
 
 
-def _data(root: Path, modality: str) -> Path:
-    if modality == "cxr":
-        write_chestxray14_dataset(root / "chestxray14", n=24, seed=0, image_size=64, progress=False)
-        write_siim_dataset(root / "siim", n=12, seed=0, image_size=32, progress=False)
-    else:
-        write_mri_dataset(root, n_subjects=6, seed=0, max_sessions=2)
-    return root
-
-
 @pytest.mark.parametrize("modality", sorted(SIZES))
-def test_the_torchrun_overlays_run_in_every_bundle(modality, tmp_path, one_process_group, restore_logging):
+def test_the_torchrun_overlays_run_in_every_bundle(modality, tmp_path, one_process_group, restore_logging, tiny_data):
     bundle = bundle_path(modality)
     common = {
-        "bundle_root": str(bundle), "dataset_dir": str(_data(tmp_path / "data", modality)), "output_dir": str(tmp_path / "runs"),
+        "bundle_root": str(bundle), "dataset_dir": str(tiny_data(tmp_path / "data", modality)), "output_dir": str(tmp_path / "runs"),
         "encoder_path": str(tmp_path / "model.pt"), "num_workers": 0, **SIZES[modality],
     }  # fmt: skip
     with one_process_group():

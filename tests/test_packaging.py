@@ -125,11 +125,11 @@ def test_the_wheel_carries_every_module_and_every_bundle_file(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
     modules = {name for name in tracked_files(PACKAGE) if name.endswith(".py")}
-    bundles = {f"{PACKAGE}/{name}" for name in tracked_files("bundles") if not name.startswith("bundles/shared/")}
+    bundles = {f"{PACKAGE}/{name}" for name in tracked_files("bundles")}
     assert modules - shipped == set(), "add the missing packages to [tool.setuptools] packages in pyproject.toml"
     assert bundles - shipped == set(), "add the missing bundle files to [tool.setuptools.package-data]"
     assert f"{PACKAGE}/schemas/meta_schema.json" in shipped
-    assert not [name for name in shipped if name.endswith((".pt", ".ts")) or "/bundles/shared/" in name]
+    assert not [name for name in shipped if name.endswith((".pt", ".ts")) or "bundle_configs" in name]
 
 
 def test_bundles_are_found_by_full_and_short_name():
