@@ -3,8 +3,9 @@
     python scripts/bundle_configs.py           # write them
     python scripts/bundle_configs.py --check   # exit 1, naming the files, where a committed config differs
 
-``heatmaps.json`` and the ``multi_gpu_*.json`` overlays are the same in every bundle and are copied
-from ``bundle_configs``; what differs by modality comes from the bundle's ``common.json``.
+``heatmaps.json`` and the ``multi_gpu_*.json`` overlays are the same in every bundle, and stage 2 with
+its baseline configs in both 2D bundles; they are copied from ``bundle_configs`` (:data:`COPIED`), and
+what differs by modality comes from the bundle's ``common.json``.
 ``inference.json`` must stand alone: MONAI's model-zoo tools read it without ``common.json``. It is the
 shared inference piece plus exactly the items of the bundle's ``common.json`` that the piece reaches
 through ``@`` references, so there is one place to edit each value. See ``bundle_configs/README.md``.
@@ -20,8 +21,18 @@ from pathlib import Path
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 SHARED = BUNDLES.parent / "bundle_configs"
-# pieces that every bundle carries as they are: the modality-independent configs
-COPIED = ("heatmaps.json", "multi_gpu_stage1.json", "multi_gpu_pretrain.json", "multi_gpu_finetune.json")
+# pieces that bundles carry as they are: {config name in the bundle: (piece, the bundles that carry it)}
+ALL = ("camcontrast_cxr", "camcontrast_fundus", "camcontrast_mri3d")
+TWO_D = ("camcontrast_cxr", "camcontrast_fundus")
+COPIED = {
+    "heatmaps.json": ("heatmaps.json", ALL),
+    "multi_gpu_stage1.json": ("multi_gpu_stage1.json", ALL),
+    "multi_gpu_pretrain.json": ("multi_gpu_pretrain.json", ALL),
+    "multi_gpu_finetune.json": ("multi_gpu_finetune.json", ALL),
+    # stage 2 and its baselines in 2D; the 3D bundle's crops and augmentation are its own
+    "pretrain.json": ("pretrain_2d.json", TWO_D),
+    **{name: (name, TWO_D) for name in ("pretrain_baseline.json", "pretrain_simclr.json", "pretrain_supce.json", "pretrain_supcon.json")},
+}
 # an @ reference's top-level id: "@load_image", "@train#trainer" -> "train"
 REFERENCE = re.compile(r"@(\w+)")
 
@@ -68,7 +79,10 @@ def generated_configs() -> dict[Path, str]:
     for common_path in sorted(BUNDLES.glob("*/configs/common.json")):
         common = json.loads(common_path.read_text())
         files[common_path.with_name("inference.json")] = render(standalone(piece, common))
-        files.update({common_path.with_name(name): (SHARED / name).read_text() for name in COPIED})
+        bundle = common_path.parent.parent.name
+        files.update({
+            common_path.with_name(name): (SHARED / piece).read_text() for name, (piece, bundles) in COPIED.items() if bundle in bundles
+        })  # fmt: skip
     return files
 
 

@@ -170,3 +170,19 @@ def test_network_io_and_torchscript_export_with_one_channel(tmp_path):
     x = torch.rand(2, 1, 32, 48)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), eager(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("configs,overrides", [
+    (["pretrain.json"], {"crop_strategy": "random", "discard_normal": True, "batched_augmentation": "false"}),
+    (["pretrain.json", "pretrain_baseline.json", "pretrain_simclr.json"], {"fixed_crops": "true"}),
+    (["pretrain.json", "pretrain_baseline.json", "pretrain_supcon.json"], {"fixed_crops": False}),
+])  # fmt: skip
+def test_the_2d_stage2_switches_and_baselines_run_on_chest_xrays(binary, tmp_path, configs, overrides):
+    """The fundus bundle's stage-2 ablation switches and baseline configs, shared by both 2D bundles."""
+    common = {**binary["common"], "encoder_path": str(tmp_path / "encoder.pt"), "pretrain_run_dir": str(tmp_path / "run")}
+    run_bundle(
+        BUNDLE, ["common.json", *configs], "train", **common, **overrides, image_size=IMAGE_SIZE,
+        pretrain_epochs=1, pretrain_batch_size=10,
+    )  # fmt: skip
+    state = torch.load(tmp_path / "encoder.pt", weights_only=True)
+    assert state["conv_0.conv_0.conv.weight"].shape[1] == 1  # a one-channel (radiograph) encoder

@@ -119,6 +119,17 @@ def fire_kwargs(args: list[str]) -> tuple[list, dict]:
     return positional, kwargs
 
 
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """``contextlib.chdir`` of Python 3.11, for 3.10 too."""
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 class Sandbox:
     """Runs the recorded commands of one doc: the working folder, the tiny sizes and the runs done."""
 
@@ -155,7 +166,7 @@ class Sandbox:
             _, kwargs = fire_kwargs(args[1 if args[0] == "demo" else 2 :])
             assert set(kwargs) <= flags, f"camcontrast {' '.join(args[:2])}: no such flag {sorted(set(kwargs) - flags)}"
             return
-        with contextlib.chdir(self.cwd):
+        with working_directory(self.cwd):
             try:
                 fire.Fire(cli.CLI(), command=args, name="camcontrast")
             except SystemExit as done:  # check-data exits with its status
@@ -177,7 +188,7 @@ class Sandbox:
             kwargs = {**kwargs, "width": 2}
             if command == "verify_net_in_out":  # 16 x width output channels at the reduced width
                 kwargs["_meta_#network_data_format#outputs#pred#num_channels"] = 32
-        with contextlib.chdir(self.cwd):
+        with working_directory(self.cwd):
             getattr(monai.bundle, command)(*positional, **kwargs)
 
 
@@ -195,7 +206,7 @@ def test_every_documented_command_runs(doc, tmp_path, restore_logging, monkeypat
         if lang == "python":
             for name in ("DATA", "DIR", "SANDBOX"):
                 body = body.replace(f"${name}", env[name])
-            with contextlib.chdir(sandbox.cwd):
+            with working_directory(sandbox.cwd):
                 exec(compile(body, f"{doc} python block", "exec"), {"__name__": "__docs__"})
             continue
         for argv in recorded_commands(body, env):
