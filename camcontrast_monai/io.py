@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["atomic_path", "atomic_torch_save", "load_weights"]
+__all__ = ["atomic_path", "atomic_torch_save", "load_weights", "write_json"]
 
 
 @contextmanager
@@ -56,3 +60,32 @@ def load_weights(module: torch.nn.Module, path: str | os.PathLike) -> torch.nn.M
     except RuntimeError as error:
         raise ValueError(f"{path} does not fit {type(module).__name__}: {error}") from error
     return module
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as JSON (sorted keys, indent 2) atomically; returns the path.
+
+    Numpy and torch scalars/arrays become plain numbers/lists, tuples become lists, paths become
+    strings, and NaN or infinite floats become ``null`` (strict JSON has no NaN).
+    """
+    text = json.dumps(_to_json_compatible(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def _to_json_compatible(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(key): _to_json_compatible(value) for key, value in obj.items()}
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        return _to_json_compatible(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _to_json_compatible(obj.item())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
+        return [_to_json_compatible(item) for item in items]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj

@@ -6,10 +6,11 @@ from collections.abc import Sized
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional  # noqa: F401  (gather_with_grad)
 from ignite.engine import Engine, Events
 from monai.data import DistributedSampler
 from torch import nn
+
+from camcontrast_monai.utils.distributed import distributed_rank, distributed_world_size, gather_with_grad
 
 __all__ = [
     "BroadcastBuffers",
@@ -21,16 +22,6 @@ __all__ = [
     "evaluation_sampler",
     "gather_with_grad",
 ]
-
-
-def distributed_world_size() -> int:
-    """Number of processes in the default process group, 1 when none is initialised."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def distributed_rank() -> int:
-    """Rank of this process in the default process group, 0 when none is initialised."""
-    return dist.get_rank() if distributed_world_size() > 1 else 0
 
 
 def broadcast_module_state(module: nn.Module, src: int = 0) -> None:
@@ -104,22 +95,6 @@ class LogitsAndCAMs(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.classifier.forward_with_cams(x)
-
-
-def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` (rows = local batch) from every process in rank order, keeping the autograd graph.
-
-    Without an initialised process group (or with one process) the tensor is returned as is. All
-    processes must pass the same number of rows (``drop_last=True`` loaders with ``DistributedSampler``).
-    ``torch.distributed.nn.functional.all_gather`` does the gathering: its backward sums each row's
-    gradient over the processes (every process holds the same loss over the gathered batch), which is
-    N times one process's gradient, and DDP's averaging over N processes divides it back out; so N
-    processes with B/N rows each train exactly like one process with B rows. (``torch.distributed.all_gather``
-    and Ignite's ``idist.all_gather`` return values cut from the graph.)
-    """
-    if distributed_world_size() == 1:
-        return tensor
-    return torch.cat(torch.distributed.nn.functional.all_gather(tensor.contiguous()))
 
 
 def check_global_batch(global_batch_size: int) -> int:

@@ -15,8 +15,7 @@ from camcontrast_monai.engines.distributed import (
     distributed_rank,
     distributed_world_size,
 )
-from camcontrast_monai.io import load_weights
-from camcontrast_monai.report.tables import write_json
+from camcontrast_monai.io import load_weights, write_json
 
 __all__ = ["evaluate_best_model"]
 

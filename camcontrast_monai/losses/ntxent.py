@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camcontrast_monai.engines.distributed import gather_with_grad
+from camcontrast_monai.utils.distributed import gather_with_grad
 
 __all__ = ["ImageHeatmapNTXentLoss", "nt_xent"]
 
@@ -20,7 +20,7 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.T
     exp/sum (MONAI's ``ContrastiveLoss``) overflows to NaN. Computed in float32 even under autocast.
 
     When a ``torch.distributed`` process group is initialised, the projections of all processes are
-    gathered first (with gradients, :func:`~camcontrast_monai.engines.distributed.gather_with_grad`),
+    gathered first (with gradients, :func:`~camcontrast_monai.utils.distributed.gather_with_grad`),
     so the loss is over the global batch: every process returns the same value, and N processes with
     B/N pairs each give one process's loss and (after DDP's gradient averaging) gradients for B pairs.
     """

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from camcontrast_monai.io import atomic_path
+from camcontrast_monai.io import write_json
 
 __all__ = ["markdown_table", "write_json"]
 
@@ -40,18 +37,6 @@ def markdown_table(
         ),
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as JSON (sorted keys, indent 2) atomically; returns the path.
-
-    Numpy and torch scalars/arrays become plain numbers/lists, tuples become lists, paths become
-    strings, and NaN or infinite floats become ``null`` (strict JSON has no NaN).
-    """
-    text = json.dumps(_to_json_compatible(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
-    return Path(path)
 
 
 def _table_line(cells: Sequence[str]) -> str:
@@ -93,8 +78,3 @@ def _to_json_compatible(obj: Any) -> Any:
     if isinstance(obj, (list, tuple, set, frozenset)):
         items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
         return [_to_json_compatible(item) for item in items]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return obj

@@ -1,0 +1,52 @@
+"""Imports only point down: utils <- networks <- losses, transforms, metrics <- data <- engines <- report <- apps.
+
+``io`` and ``runtime`` at the package root are utilities; every other root module (the CLI, the demos,
+the comparison, the benchmarks) and ``apps/`` are applications, which may import anything.
+"""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "camcontrast_monai"
+LAYERS = {"utils": 0, "io": 0, "runtime": 0, "networks": 1, "losses": 2, "transforms": 2, "metrics": 2, "data": 3, "engines": 4, "report": 5}
+APPLICATIONS = max(LAYERS.values()) + 1
+
+
+def layer(parts: list[str]) -> int | None:
+    """The layer of ``camcontrast_monai.<parts>``; None for the package itself."""
+    if not parts or parts[0] == "__init__":
+        return None
+    return LAYERS.get(parts[0], APPLICATIONS)
+
+
+def upward_imports(package: Path = PACKAGE) -> list[str]:
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        own = layer(list(path.relative_to(package).with_suffix("").parts))
+        if own is None:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                name, *parts = module.split(".")
+                target = layer(parts) if name == package.name else None
+                if target is not None and target > own:
+                    found.append(f"{path.relative_to(package.parent)}:{node.lineno} imports {module} from a layer above")
+    return found
+
+
+def test_imports_only_point_down():
+    upward = upward_imports()
+    assert not upward, "\n".join(upward)
+
+
+def test_an_upward_import_is_found(tmp_path):
+    package = tmp_path / "camcontrast_monai"
+    (package / "losses").mkdir(parents=True)
+    (package / "losses" / "loss.py").write_text("import torch\nfrom camcontrast_monai.utils import as_switch\nfrom camcontrast_monai.engines import x\n")
+    assert upward_imports(package) == ["camcontrast_monai/losses/loss.py:3 imports camcontrast_monai.engines from a layer above"]
