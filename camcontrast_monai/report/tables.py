@@ -66,15 +66,3 @@ def _plain_scalar(value: Any) -> Any:
 
 def _is_nan(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isnan(value)
-
-
-def _to_json_compatible(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(key): _to_json_compatible(value) for key, value in obj.items()}
-    if isinstance(obj, (torch.Tensor, np.ndarray)):
-        return _to_json_compatible(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _to_json_compatible(obj.item())
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
-        return [_to_json_compatible(item) for item in items]
