@@ -12,16 +12,14 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.data import write_fundus_dataset
 
 BUNDLE = bundle_path("fundus")
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory, mlflow_runs):
+def tracked(tmp_path_factory, mlflow_runs, tiny_data):
     root = tmp_path_factory.mktemp("tracking")
-    write_fundus_dataset(root / "data" / "pretrain", n=12, seed=0, image_size=64)
-    write_fundus_dataset(root / "data" / "downstream", n=15, seed=1, image_size=64)
+    tiny_data(root / "data", "fundus")
     common = {
         "bundle_root": str(BUNDLE), "dataset_dir": str(root / "data"), "output_dir": str(root / "runs"),
         "encoder_path": str(root / "models" / "model.pt"), "width": 2, "image_size": 32, "num_workers": 0,

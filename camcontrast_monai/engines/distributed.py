@@ -1,4 +1,8 @@
-"""Helpers for multi-process (DDP) training: global-batch gathering that keeps gradients, CAMs through DDP."""
+"""Helpers for multi-process (DDP) training: CAMs through DDP, buffer broadcasts, evaluation samplers, batch checks.
+
+The process-group queries and the gradient-keeping gather live in ``camcontrast_monai.utils.distributed``
+(the losses need them too) and are re-exported here.
+"""
 
 from __future__ import annotations
 
