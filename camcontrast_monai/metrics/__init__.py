@@ -12,6 +12,7 @@ from camcontrast_monai.metrics.downstream import (
     mean_f1,
 )
 from camcontrast_monai.metrics.multilabel import MultilabelAUC, MultilabelAUCMetric, multilabel_auc
+from camcontrast_monai.metrics.paired import PairedDifference, paired_difference
 
 __all__ = [
     "MultilabelAUC",
@@ -28,4 +29,7 @@ __all__ = [
     "joint_accuracy",
     "mean_average_precision",
     "mean_f1",
+    "PairedDifference",
+    "paired_difference",
 ]
+# camcontrast_monai.metrics.probes (frozen-feature probes) is not imported here: it loads scikit-learn
