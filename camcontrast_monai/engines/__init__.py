@@ -12,6 +12,7 @@ from camcontrast_monai.engines.distributed import (
 from camcontrast_monai.engines.embeddings import EmbeddingWriter
 from camcontrast_monai.engines.evaluation import evaluate_best_model
 from camcontrast_monai.engines.handlers import (
+    EncoderSnapshots,
     EpochSeeding,
     History,
     ProgressBar,
@@ -25,6 +26,7 @@ from camcontrast_monai.engines.trainers import Stage1Trainer, Stage2Trainer, aut
 __all__ = [
     "BroadcastBuffers",
     "EmbeddingWriter",
+    "EncoderSnapshots",
     "EpochSeeding",
     "History",
     "LogitsAndCAMs",

@@ -21,7 +21,7 @@ from monai.utils import set_determinism
 
 from camcontrast_monai.io import atomic_path
 
-__all__ = ["EpochSeeding", "History", "ProgressBar", "ResumableCheckpoint", "latest_checkpoint"]
+__all__ = ["EncoderSnapshots", "EpochSeeding", "History", "ProgressBar", "ResumableCheckpoint", "latest_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -309,3 +309,29 @@ class EpochSeeding:
         generators = (getattr(loader, "generator", None), getattr(sampler, "generator", None))
         for generator in {id(g): g for g in generators if isinstance(g, torch.Generator)}.values():
             generator.manual_seed(global_seed)
+
+
+class EncoderSnapshots:
+    """Saves ``module.state_dict()`` as ``save_dir/epoch{N}.pt`` at the end of each epoch listed in ``epochs``.
+
+    Stage 2's learning-rate schedule spans the whole run, so a snapshot at epoch ``N`` of a long run is
+    not the encoder that a run of ``N`` epochs would give; it shows how the representation grows along
+    one schedule, which is what choosing a schedule needs (probe each snapshot). Files are written
+    atomically, in the plain state-dict form the downstream configs load.
+    """
+
+    def __init__(self, module: torch.nn.Module, epochs: Sequence[int], save_dir: str | Path) -> None:
+        self.module = module
+        self.epochs = sorted({int(epoch) for epoch in epochs})
+        if any(epoch < 1 for epoch in self.epochs):
+            raise ValueError(f"snapshot epochs count from 1, got {list(epochs)}")
+        self.save_dir = Path(save_dir)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if engine.state.epoch not in self.epochs:
+            return
+        with atomic_path(self.save_dir / f"epoch{engine.state.epoch}.pt") as temporary:
+            torch.save(self.module.state_dict(), temporary)
