@@ -139,3 +139,21 @@ def test_stage1_loss_is_cross_entropy_plus_weighted_attention():
 def test_stage1_loss_rejects_wrong_label_count():
     with pytest.raises(ValueError, match="expected 2 labels"):
         CAMClassifierLoss()(torch.zeros(2, 2), torch.zeros(2, 2, 3, 3), torch.tensor([0, 1, 0]))
+
+
+def test_collapsed_value_and_the_floor_that_identical_heatmaps_impose():
+    from camcontrast_monai.losses import collapsed_ntxent, nt_xent, ntxent_floor
+
+    assert collapsed_ntxent(40) == pytest.approx(math.log(79))
+    # every projection the same vector: Eq. 5 is log(2B - 1) exactly
+    same = torch.ones(6, 4)
+    assert float(nt_xent(same, same, 0.05)) == pytest.approx(collapsed_ntxent(6), abs=1e-5)
+    # no tied heatmaps: distinct pairs can be pulled apart until the loss vanishes
+    assert ntxent_floor(8, 0, steps=300) < 1e-3
+    # all heatmaps tied: images can barely be told apart, the floor sits just under the collapsed value
+    assert collapsed_ntxent(8) - 0.02 < ntxent_floor(8, 8, steps=300) <= collapsed_ntxent(8) + 1e-4
+    # half tied: between n log n / B and n log(2n - 1) / B
+    floor = ntxent_floor(16, 8, steps=300)
+    assert 8 * math.log(8) / 16 - 1e-6 <= floor <= 8 * math.log(15) / 16 + 1e-3
+    with pytest.raises(ValueError, match="n_identical"):
+        ntxent_floor(4, 5)

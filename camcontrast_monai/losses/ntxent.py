@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from camcontrast_monai.utils.distributed import gather_with_grad
 
-__all__ = ["ImageHeatmapNTXentLoss", "nt_xent"]
+__all__ = ["ImageHeatmapNTXentLoss", "collapsed_ntxent", "nt_xent", "ntxent_floor"]
 
 
 def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -51,3 +53,38 @@ class ImageHeatmapNTXentLoss(nn.Module):
 
     def forward(self, z_image: torch.Tensor, z_heatmap: torch.Tensor) -> torch.Tensor:
         return nt_xent(z_image, z_heatmap, self.temperature)
+
+
+def collapsed_ntxent(batch_size: int) -> float:
+    """Eq. 5 when every projection is the same vector: ``log(2B - 1)``, the value a collapsed stage 2 reports."""
+    return math.log(2 * batch_size - 1)
+
+
+def ntxent_floor(
+    batch_size: int, n_identical: int, temperature: float = 0.05, dim: int = 128, steps: int = 400, seed: int = 0
+) -> float:
+    """The lowest Eq. 5 a batch can reach when ``n_identical`` of its heatmap projections are one vector.
+
+    Every normal image's suppressed heatmap is all zeros, so the heatmap encoder maps all of them to
+    one projection: for those pairs the positive cannot be told from the other normals' heatmaps, and
+    the loss cannot go to zero. This minimises :func:`nt_xent` over free image projections and free
+    heatmap projections, the ``n_identical`` tied to one shared vector (Adam from a seeded start), so a
+    stage-2 loss can be read between its floor and :func:`collapsed_ntxent`. The minimum lies between
+    ``n log n / B`` (each tied anchor at best ``log n``) and ``n log(2n - 1) / B`` (the tied pairs collapsed).
+    """
+    if not 0 <= n_identical <= batch_size or batch_size < 2:
+        raise ValueError(f"need 0 <= n_identical <= batch_size and batch_size >= 2, got {n_identical}, {batch_size}")
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch_size, dim, generator=generator).requires_grad_()
+    free = torch.randn(batch_size - n_identical, dim, generator=generator).requires_grad_()
+    shared = torch.randn(1, dim, generator=generator).requires_grad_()
+    optimiser = torch.optim.Adam([images, free, shared], lr=0.05)
+    best = math.inf
+    for _ in range(steps):
+        heatmaps = torch.cat([shared.expand(n_identical, dim), free])
+        loss = nt_xent(images, heatmaps, temperature)
+        best = min(best, float(loss.detach()))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return best
