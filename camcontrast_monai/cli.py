@@ -2,6 +2,8 @@
 
     camcontrast demo [--bundle fundus|cxr|mri3d] [--quick] [--out DIR]
     camcontrast check-data SHEET|FOLDER [--images DIR]
+    camcontrast probe --encoders camcontrast=model.pt,random --dataset_dir DIR [--bundle fundus]
+    camcontrast bench schedule --snapshot_dir DIR --dataset_dir DIR --steps_per_epoch N
     camcontrast bench step [--width 64 --crop_size 224 --batch_size 8]
     camcontrast bench compare --out DIR [--methods camcontrast,supce-crop,simclr-crop,random] [--seeds 0,1,2]
     camcontrast synth fundus --out DIR --n N --seed S
@@ -247,6 +249,27 @@ class Bench:
             shared_pretraining=shared_pretraining, report_only=report_only,
         )  # fmt: skip
 
+    def schedule(
+        self, snapshot_dir: str, dataset_dir: str, steps_per_epoch: int, bundle: str = "fundus", classifier: str = "",
+        out: str = "schedule_output", n_splits: int = 20, seed: int = 0, **overrides,
+    ) -> None:  # fmt: skip
+        """Frozen probes of stage-2 encoder snapshots against their steps: where the representation levels off.
+
+        Args:
+            snapshot_dir: the epoch<N>.pt files of a stage-2 run started with --encoder_snapshot_epochs [..].
+            dataset_dir: the bundle's data folder.
+            steps_per_epoch: optimiser steps per stage-2 epoch (the length of its progress bar).
+            bundle: fundus, cxr or mri3d.
+            classifier: the run's stage-1 classifier.pt, probed as a reference line.
+            out: folder for probes.json, schedule_linear.png, schedule_knn.png and report/README.md.
+            n_splits: resampled splits shared by every snapshot.
+            seed: seed of the splits and of the random encoder.
+            **overrides: bundle config values as in the stage-2 run, e.g. --width 16 --image_size 128.
+        """
+        from camcontrast_monai.apps.schedule import probe_schedule
+
+        probe_schedule(snapshot_dir, dataset_dir, steps_per_epoch, bundle, classifier, out, n_splits, seed, **overrides)
+
 
 @coerce_switches
 class Bundle:
@@ -318,6 +341,27 @@ class CLI:
             raise SystemExit(f"unknown demo bundle {bundle!r}; choose one of {sorted(runners)}")
         module, function = runners[bundle].split(":")
         getattr(importlib.import_module(module), function)(out=out, quick=quick, seed=seed, num_workers=num_workers)
+
+    def probe(
+        self, encoders: str, dataset_dir: str, bundle: str = "fundus", out: str = "probe_output", n_splits: int = 20,
+        seed: int = 0, method: str = "", **overrides,
+    ) -> None:  # fmt: skip
+        """Frozen-feature probes (linear and kNN) of encoder files on a bundle's labelled downstream images.
+
+        Args:
+            encoders: comma-separated name=path pairs: a stage-2 model.pt, a stage-1 classifier.pt or any
+                encoder state dict; the name "random" alone is the bundle's random initialisation.
+            dataset_dir: the bundle's data folder (what --dataset_dir is for its configs).
+            bundle: fundus, cxr or mri3d.
+            out: folder for the exported encoders, features, probes.json and report/README.md.
+            n_splits: resampled 70/30 train/test splits, shared by every encoder.
+            seed: seed of the splits and of the random encoder.
+            method: the encoder compared with every other (default: the first).
+            **overrides: bundle config values, e.g. --width 16 --image_size 128 (as the encoders were trained).
+        """
+        from camcontrast_monai.apps.probe import run_probe
+
+        run_probe(bundle, encoders, dataset_dir, out, n_splits, seed, method, **overrides)
 
     def check_data(
         self,
