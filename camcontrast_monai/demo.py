@@ -22,10 +22,17 @@ from monai.transforms import Compose
 from PIL import Image
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.probe import (
+    PROBE_BASELINES,
+    probe_demo_encoders,
+    probe_verdict,
+    write_probe_section,
+)
 from camcontrast_monai.data.synthetic_fundus import LESION_TYPES, write_fundus_dataset
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.report.figures import save_bar_chart, save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import localisation_summary, roc_auc
+from camcontrast_monai.report.stage2 import stage2_loss_position
 from camcontrast_monai.report.tables import markdown_table, write_json
 
 __all__ = ["DemoPlan", "FULL", "QUICK", "StepAnnouncer", "demo_overrides", "run_demo"]
@@ -43,6 +50,13 @@ class DemoPlan:
     trains 25k steps, the demo a few hundred, and with batch 120 and lr 1e-3 the NT-Xent loss of a
     demo run stayed at the collapsed value log(2B - 1) (measured: 5.35-5.5 after 64 steps), while
     batch 40 and lr 3e-3 brought it below its collapsed value (3.95-4.05 vs 4.37 after 200 steps).
+
+    Stage 2 runs 25 epochs (1250 steps): along one 40-epoch run on the demo's data, a linear probe of the
+    frozen encoder stayed at the random encoder's level up to 300 steps, passed the stage-1 encoder near
+    750-1000 and levelled off from 1250 steps (any DR/DME 0.95-0.96, DR grade 0.77; docs/results/stage2_schedule).
+    The demo's former 6 epochs (300 steps) gave an encoder no better than a random one. To stay within
+    about 15 minutes on 2 cores, the demo fine-tunes grading and lesions only; disc/cup and vessels stay in
+    the bundle and in ``camcontrast bench compare``.
     """
 
     n_pretrain: int
@@ -65,9 +79,9 @@ class DemoPlan:
 
 FULL = DemoPlan(
     n_pretrain=400, n_downstream=120, image_size=128, width=16,
-    stage1_epochs=10, stage1_batch_size=32, pretrain_epochs=6, pretrain_batch_size=40, pretrain_lr=0.003,
+    stage1_epochs=10, stage1_batch_size=32, pretrain_epochs=25, pretrain_batch_size=40, pretrain_lr=0.003,
     cls_image_size=128, cls_crop_size=112, seg_image_size=128, finetune_epochs=12, finetune_batch_size=16,
-    seg_tasks=("lesions", "disc_cup", "vessels"), label_fraction=1.0,
+    seg_tasks=("lesions",), label_fraction=1.0,
 )  # fmt: skip
 QUICK = DemoPlan(
     n_pretrain=80, n_downstream=40, image_size=64, width=8,
@@ -112,7 +126,7 @@ def run_demo(out: str = "demo_output", quick: bool = False, seed: int = 0, num_w
     out_dir = Path(out).resolve()
     bundle = bundle_path()
     data_dir = out_dir / "data"
-    announce = StepAnnouncer(steps=5 + 2 * (1 + len(plan.seg_tasks)))
+    announce = StepAnnouncer(steps=6 + 2 * (1 + len(plan.seg_tasks)))
 
     announce(f"synthetic fundus data: {plan.n_pretrain} pretraining + {plan.n_downstream} downstream images")
     write_fundus_dataset(data_dir / "pretrain", n=plan.n_pretrain, seed=seed, image_size=plan.image_size * 2)
@@ -132,6 +146,8 @@ def run_demo(out: str = "demo_output", quick: bool = False, seed: int = 0, num_w
         pretrain_epochs=plan.pretrain_epochs, pretrain_batch_size=plan.pretrain_batch_size,
         pretrain_lr=plan.pretrain_lr,
     )  # fmt: skip
+    announce("frozen-feature probes of the random, stage-1 and CAMContrast encoders on the downstream images")
+    probe_demo_encoders(bundle, out_dir, {**common, "image_size": plan.cls_image_size}, seed)
     for task in ("grading", *plan.seg_tasks):
         for init in ("random", "camcontrast"):
             announce(f"fine-tune {task} from {init} initialisation")
@@ -195,6 +211,15 @@ def _stage1_evaluation(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan) ->
     return quality, figure_inputs
 
 
+def _stage2_position(out_dir: Path, plan: DemoPlan) -> dict[str, Any]:
+    """The stage-2 loss between collapse and its floor, for the pretraining set's share of normal images."""
+    pairs = json.loads((out_dir / "runs/heatmaps/heatmap_datalist.json").read_text())
+    normal_fraction = float(np.mean([int(entry["label"]) == 0 for entry in pairs]))
+    losses = [value for _, value in _history(out_dir / "runs/pretrain/loss_history.json")["loss"]]
+    temperature = json.loads((bundle_path() / "configs" / "pretrain.json").read_text())["temperature"]
+    return stage2_loss_position(losses, plan.pretrain_epochs, plan.pretrain_batch_size, normal_fraction, temperature)
+
+
 def _history(path: Path) -> dict[str, list]:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -236,7 +261,13 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
     )  # fmt: skip
     save_bar_chart(bars, report / "downstream.png", f"downstream test scores (seed {seed}, one run each)")
 
-    metrics = {"plan": dataclasses.asdict(plan), "seed": seed, "seconds": seconds, "stage1_quality": quality, "downstream": rows}
+    probes = json.loads((runs / "probes" / "probes.json").read_text())
+    stage2 = _stage2_position(out_dir, plan)
+    probe_lines = write_probe_section(probes, report, "camcontrast", PROBE_BASELINES)
+    metrics = {
+        "plan": dataclasses.asdict(plan), "seed": seed, "seconds": seconds, "stage1_quality": quality,
+        "probes": probes, "stage2_loss": stage2, "downstream": rows,
+    }  # fmt: skip
     write_json(metrics, report / "metrics.json")
     quality_rows = [{"quantity": key, "value": value} for key, value in quality.items()]
     text = "\n".join(
@@ -248,8 +279,21 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
             f"(the paper's is 64), {plan.stage1_epochs} stage-1 epochs, {plan.pretrain_epochs} stage-2 epochs "
             f"(batch {plan.pretrain_batch_size}, lr {plan.pretrain_lr}), "
             f"{plan.finetune_epochs} fine-tuning epochs on {plan.n_downstream} downstream images.",
-            "Each number below comes from a single run (one seed), so no spread is measured: a small difference "
-            "between initialisations here is not evidence for or against the method; that needs several seeds.",
+            "",
+            f"**{probe_verdict(probes, 'camcontrast', PROBE_BASELINES)}**",
+            "",
+            *probe_lines,
+            "## Stage 2: how far the loss got",
+            "",
+            f"The last stage-2 epoch's mean NT-Xent is {stage2['final_epoch_loss']:.2f}. A collapsed encoder gives "
+            f"log(2B - 1) = {stage2['collapsed']:.2f} for batch {stage2['batch_size']}; with about "
+            f"{stage2['identical_heatmaps_per_batch']} normal (all-zero, so identical) heatmaps per batch no encoder "
+            f"can go below {stage2['floor']:.2f}. "
+            + (
+                f"Stage 2 covered {stage2['progress']:.0%} of the way from collapse to that floor."
+                if stage2["progress"] > 0
+                else "The loss has not yet come below the collapsed value: stage 2 needs more steps."
+            ),
             "",
             "## Stage 1 and heatmap quality (held-out pretraining images)",
             "",
@@ -259,7 +303,11 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
             "",
             "![heatmaps](heatmaps.png)",
             "",
-            "## Downstream (test split)",
+            "## Fine-tuning (test split)",
+            "",
+            "Each fine-tuning number comes from a single run (one seed), so no spread is measured: a small "
+            "difference between initialisations here is not evidence for or against the method; the probes above, "
+            "over resampled splits, are the measurement to trust at this size.",
             "",
             markdown_table(rows),
             "![downstream](downstream.png)",

@@ -22,6 +22,12 @@ from monai.transforms import Compose
 from PIL import Image
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.probe import (
+    PROBE_BASELINES,
+    probe_demo_encoders,
+    probe_verdict,
+    write_probe_section,
+)
 from camcontrast_monai.data.cxr_readers import CHESTXRAY14_LABELS
 from camcontrast_monai.data.synthetic_cxr import CXR_FINDINGS, write_chestxray14_dataset, write_siim_dataset
 from camcontrast_monai.demo import StepAnnouncer, _history, demo_overrides
@@ -84,7 +90,7 @@ def run_cxr_demo(out: str = "demo_cxr_output", quick: bool = False, seed: int = 
     out_dir = Path(out).resolve()
     bundle = bundle_path(BUNDLE_NAME)
     data_dir, runs_dir = out_dir / "data", out_dir / "runs"
-    announce = StepAnnouncer(steps=6 + 2 * (len(plan.linear_fractions) + len(plan.seg_fractions)))
+    announce = StepAnnouncer(steps=7 + 2 * (len(plan.linear_fractions) + len(plan.seg_fractions)))
 
     announce(f"synthetic data: {plan.n_chestxray14} ChestX-ray14-like PNGs + {plan.n_siim} SIIM-ACR-like DICOMs")
     write_chestxray14_dataset(data_dir / "chestxray14", n=plan.n_chestxray14, seed=seed, image_size=plan.image_size * 2)
@@ -102,6 +108,8 @@ def run_cxr_demo(out: str = "demo_cxr_output", quick: bool = False, seed: int = 
         bundle, ["common.json", "pretrain.json"], "train", **common, image_size=plan.image_size,
         pretrain_epochs=plan.pretrain_epochs, pretrain_batch_size=plan.pretrain_batch_size, pretrain_lr=plan.pretrain_lr,
     )  # fmt: skip
+    announce("frozen-feature probes of the random, stage-1 and CAMContrast encoders")
+    probe_demo_encoders(bundle, out_dir, {**common, "image_size": plan.downstream_size}, seed)
     for fraction in plan.linear_fractions:
         for init in INITS:
             announce(f"linear evaluation, 14 labels, {fraction:.0%} of the labels, {init} encoder")
@@ -233,6 +241,7 @@ def write_cxr_report(
         "plan": dataclasses.asdict(plan), "seed": seed, "seconds": seconds, "stage1_quality": quality,
         "multilabel_stage1_quality": multilabel_quality, "downstream": rows, "per_class_auc": per_class_rows,
     }  # fmt: skip
+    metrics["probes"] = probes = json.loads((runs / "probes" / "probes.json").read_text())
     write_json(metrics, report / "metrics.json")
     absent = [name for name in CHESTXRAY14_LABELS if name not in CXR_FINDINGS]
     text = "\n".join(
@@ -248,6 +257,10 @@ def write_cxr_report(
             "and the same number of steps with fewer (fraction f: epochs / f).",
             "Each number comes from one run (one seed): small differences between initialisations are not evidence "
             "for or against the method.",
+            "",
+            f"**{probe_verdict(probes, 'camcontrast', PROBE_BASELINES)}**",
+            "",
+            *write_probe_section(probes, report, "camcontrast", PROBE_BASELINES),
             f"The synthetic set draws {len(CXR_FINDINGS)} of the 14 labels ({', '.join(CXR_FINDINGS)}); "
             f"{', '.join(absent)} never occur, so they have no AUC and are left out of the mean.",
             "",

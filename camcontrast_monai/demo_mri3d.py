@@ -23,6 +23,12 @@ from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.probe import (
+    PROBE_BASELINES,
+    probe_demo_encoders,
+    probe_verdict,
+    write_probe_section,
+)
 from camcontrast_monai.data.synthetic_mri import write_mri_dataset
 from camcontrast_monai.demo import StepAnnouncer, demo_overrides
 from camcontrast_monai.report.crossval import summarize_crossval
@@ -79,7 +85,7 @@ def run_mri3d_demo(out: str = "demo_mri3d_output", quick: bool = False, seed: in
     out_dir = Path(out).resolve()
     bundle = bundle_path(BUNDLE_NAME)
     data_dir = out_dir / "data"
-    announce = StepAnnouncer(steps=5 + 2 * plan.n_folds)
+    announce = StepAnnouncer(steps=6 + 2 * plan.n_folds)
 
     announce(f"synthetic brain MRI: {plan.n_subjects} subjects, up to {plan.max_sessions} sessions each")
     manifest = write_mri_dataset(data_dir, n_subjects=plan.n_subjects, seed=seed, max_sessions=plan.max_sessions)
@@ -102,6 +108,8 @@ def run_mri3d_demo(out: str = "demo_mri3d_output", quick: bool = False, seed: in
         bundle, ["common.json", "pretrain.json"], "train", **common, pretrain_epochs=plan.pretrain_epochs,
         pretrain_batch_size=plan.pretrain_batch_size, pretrain_lr=plan.pretrain_lr,
     )  # fmt: skip
+    announce("frozen-feature probes of the random, stage-1 and CAMContrast encoders")
+    probe_demo_encoders(bundle, out_dir, common, seed)
     for init in ("random", "camcontrast"):
         for fold in range(plan.n_folds):
             announce(f"fine-tune CN/MCI/AD, fold {fold + 1}/{plan.n_folds}, {init} initialisation")
@@ -204,6 +212,7 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: MRIDemoPlan, manif
         "plan": dataclasses.asdict(plan), "seed": seed, "seconds": seconds, "cohort": {k: manifest[k] for k in ("n_subjects", "n_sessions", "subjects_per_diagnosis")},
         "stage1_quality": quality, "crossval": rows,
     }  # fmt: skip
+    metrics["probes"] = probes = json.loads((runs / "probes" / "probes.json").read_text())
     write_json(metrics, report / "metrics.json")
     cohort = manifest["subjects_per_diagnosis"]
     text = "\n".join(
@@ -223,6 +232,9 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: MRIDemoPlan, manif
             f"{plan.n_folds} folds, one seed. The spread below is over folds only; with so few subjects and epochs "
             "a difference between initialisations is weak evidence either way.",
             "",
+            f"**{probe_verdict(probes, 'camcontrast', PROBE_BASELINES)}**",
+            "",
+            *write_probe_section(probes, report, "camcontrast", PROBE_BASELINES),
             "## Transfer to CN / MCI / AD (Table 11 layout)",
             "",
             (report / "crossval_table.md").read_text(),

@@ -31,10 +31,17 @@ def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "out" / "report"
     assert f"report written to {report / 'README.md'}" in result.stdout
-    assert "[9/9] report" in result.stdout
-    for picture in ("heatmaps.png", "curves.png", "downstream.png"):
+    assert "[10/10] report" in result.stdout
+    for picture in ("heatmaps.png", "curves.png", "downstream.png", "probes.png"):
         assert (report / picture).stat().st_size > 10_000
     metrics = json.loads((report / "metrics.json").read_text())
+    # the report leads with the frozen probes of three encoders over 20 shared splits
+    probes = metrics["probes"]
+    assert probes["images"] == 40 and probes["n_splits"] == 20
+    assert set(probes["results"]["DR grade"]["linear"]) == {"camcontrast", "random", "stage 1"}
+    assert all(len(scores) == 20 for scores in probes["results"]["DME risk"]["knn"].values())
+    text = (report / "README.md").read_text()
+    assert text.index("With a linear probe of frozen features, camcontrast is") < text.index("## Fine-tuning")
     assert {row["task"] for row in metrics["downstream"]} == {"grading", "lesions"}
     assert {row["init"] for row in metrics["downstream"]} == {"random", "camcontrast"}
     quality = metrics["stage1_quality"]

@@ -27,11 +27,14 @@ from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.io import atomic_torch_save, write_json
 
 __all__ = [
+    "PROBED_ENCODERS",
+    "PROBE_BASELINES",
     "ProbeData",
     "embed_images",
     "export_encoder",
     "probe_bundle_encoders",
     "probe_data",
+    "probe_demo_encoders",
     "probe_verdict",
     "run_probe",
     "write_probe_section",
@@ -136,6 +139,24 @@ def probe_bundle_encoders(
     }  # fmt: skip
     write_json(summary, out_dir / "probes.json")
     return summary
+
+
+PROBED_ENCODERS = ("camcontrast", "random", "stage 1")
+PROBE_BASELINES = PROBED_ENCODERS[1:]  # what the demos compare CAMContrast with
+
+
+def probe_demo_encoders(bundle: Path, out_dir: Path, overrides: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Probe a demo's three encoders on the same splits: its CAMContrast encoder (``overrides["encoder_path"]``),
+    a random one (``seed``) and its stage-1 classifier's (``out_dir/runs/stage1/classifier.pt``); writes
+    ``out_dir/runs/probes/probes.json``."""
+    probe_dir = out_dir / "runs" / "probes"
+    classifier = out_dir / "runs" / "stage1" / "classifier.pt"
+    encoders = {
+        "camcontrast": overrides["encoder_path"],
+        "random": export_encoder(bundle, probe_dir / "encoders" / "random.pt", None, seed, overrides),
+        "stage 1": export_encoder(bundle, probe_dir / "encoders" / "stage1.pt", classifier, overrides=overrides),
+    }
+    return probe_bundle_encoders(bundle, encoders, probe_dir, seed=seed, overrides=overrides)
 
 
 def write_probe_section(summary: Mapping[str, Any], report_dir: Path, method: str, baselines: Sequence[str]) -> list[str]:
