@@ -172,7 +172,7 @@ def write_probe_section(summary: Mapping[str, Any], report_dir: Path, method: st
     return [
         "## Frozen-feature probes",
         "",
-        f"Each encoder is frozen and turns each of {summary['images']} downstream images into one pooled "
+        f"Each encoder is frozen and turns each of {summary['images']} labelled images into one pooled "
         f"{summary['feature_dim']}-d feature vector. A linear probe (L2 logistic regression, its strength chosen by "
         "3-fold cross-validation inside the training part) and a cosine kNN are fitted on 70 % of the images and "
         f"scored on the other 30 %, over {summary['n_splits']} resampled splits{grouping}; every encoder sees the "
