@@ -357,6 +357,51 @@ def select_and_summarise(
     return rows
 
 
+def _probe_methods(
+    out_dir: Path, bundle: Path, methods: Sequence[MethodSpec], encoders: Mapping[tuple[str, int], str | None],
+    plan: ComparePlan, common: Mapping[str, Any], report_only: bool,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Frozen probes of every pretrained encoder (random: a seeded initialisation) on the downstream images, one
+    set of shared splits per pretraining seed, merged over seeds; methods whose encoder is missing are left out."""
+    from camcontrast_monai.apps.probe import export_encoder, merge_probe_summaries, probe_bundle_encoders
+
+    if "probe_datalist" not in json.loads((bundle / "configs" / "common.json").read_text()):
+        print("frozen probes skipped: the config snapshot predates them", flush=True)
+        return None
+    overrides = {**common, "bundle_root": str(bundle), "image_size": plan.cls_image_size}
+    summaries = []
+    for seed in sorted({seed for _, seed in encoders}):
+        probe_dir = out_dir / "runs" / "probes" / f"seed{seed}"
+        files: dict[str, Path] = {}
+        for method in methods:
+            settings = {**overrides, **method.finetune_overrides}
+            if method.kind == "random":
+                files[method.spec] = export_encoder(bundle, probe_dir / "encoders" / f"{method.slug}.pt", None, seed, settings)
+            elif encoders.get((method.spec, seed)) and Path(encoders[method.spec, seed]).is_file():
+                files[method.spec] = Path(encoders[method.spec, seed])
+        done = probe_dir / "probes.json"
+        if done.is_file() and set(json.loads(done.read_text())["encoders"]) == set(files):
+            summaries.append(json.loads(done.read_text()))
+        elif not report_only and files:
+            print(f"frozen probes of the seed-{seed} encoders", flush=True)
+            summaries.append(probe_bundle_encoders(
+                bundle, files, probe_dir, seed=seed, overrides=overrides,
+                encoder_overrides={m.spec: m.finetune_overrides for m in methods},
+            ))  # fmt: skip
+    return merge_probe_summaries(summaries)
+
+
+def _probe_lines(probes: Mapping[str, Any] | None, report: Path, methods: Sequence[MethodSpec]) -> list[str]:
+    from camcontrast_monai.apps.probe import probe_verdict, write_probe_section
+
+    if probes is None:
+        return []
+    names = [m.spec for m in methods if m.spec in probes["encoders"]]
+    method = "camcontrast" if "camcontrast" in names else next((n for n in names if n != "random"), names[0])
+    others = [name for name in names if name != method]
+    return [f"**{probe_verdict(probes, method, others)}**", "", *write_probe_section(probes, report, method, others)]
+
+
 def _crop_embeddings(
     encoder_path: str | None, method: MethodSpec, plan: ComparePlan, datalist: Sequence[Mapping[str, Any]], seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -410,7 +455,7 @@ def _embedding_maps(out_dir: Path, methods: Sequence[MethodSpec], plan: CompareP
 def _write_report(
     out_dir: Path, rows: Sequence[Mapping[str, Any]], plan: ComparePlan, methods: Sequence[MethodSpec],
     tasks: Sequence[str], fractions: Sequence[float], seeds: Sequence[int], command: str, commands: list[dict[str, str]],
-    seconds: float, embedding_map: Path | None, shared_pretraining: bool,
+    seconds: float, embedding_map: Path | None, shared_pretraining: bool, probes: Mapping[str, Any] | None = None,
 ) -> Path:  # fmt: skip
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -441,7 +486,7 @@ def _write_report(
             curves = {m.spec: [(f, lookup[(m.spec, task, f)]["mean"]) for f in fractions if (m.spec, task, f) in lookup] for m in methods}
             save_curves({k: v for k, v in curves.items() if v}, report / f"{task}_fractions.png", task, xlabel="label fraction", ylabel=TASK_METRICS[task])
             figures.append(f"{task}_fractions.png")
-    write_json({"plan": dataclasses.asdict(plan), "seeds": list(seeds), "rows": list(rows), "seconds": seconds, "command": command}, report / "results.json")
+    write_json({"plan": dataclasses.asdict(plan), "seeds": list(seeds), "rows": list(rows), "probes": probes, "seconds": seconds, "command": command}, report / "results.json")
     (report / "commands.md").write_text(
         "# Commands behind every number\n\nEach line runs one step exactly as `camcontrast bench compare` ran it "
         "(configs from the snapshot in `bundle/`).\n\n" + "\n".join(f"- {c['run']}:\n  `{c['command']}`" for c in commands) + "\n"
@@ -470,7 +515,8 @@ def _write_report(
             else "Each seed pretrains every method anew, splits the downstream data anew and fine-tunes."
         ),
         "",
-        "## Test scores",
+        *_probe_lines(probes, report, methods),
+        "## Fine-tuned test scores",
         "",
         markdown_table(table),
         *[f"![{name}]({name})\n" for name in figures],
@@ -561,11 +607,12 @@ def run_compare(
                 for fraction in fraction_list:
                     for lr in plan.lr_grid[task]:
                         _finetune(runner, method, encoder, task, fraction, lr, seed, plan, common)
+    probes = _probe_methods(out_dir, runner.bundle, method_specs, encoders, plan, common, report_only)
     rows = select_and_summarise(out_dir, method_specs, task_list, fraction_list, seed_list, plan.lr_grid)
     picture = _embedding_maps(out_dir, method_specs, plan, seed_list[0], common) if embedding_map else None
     report = _write_report(
         out_dir, rows, plan, method_specs, task_list, fraction_list, seed_list, command, runner.commands,
-        time.perf_counter() - runner.started, picture, shared_pretraining,
+        time.perf_counter() - runner.started, picture, shared_pretraining, probes,
     )  # fmt: skip
     print(f"report written to {report / 'README.md'}", flush=True)
     return report

@@ -63,6 +63,11 @@ def test_runner_on_a_tiny_grid_writes_a_report_and_resumes(tmp_path, capsys):
     text = (report / "README.md").read_text()
     assert "| random |" in text and "| supce-crop |" in text and "Pretraining was shared" in text and "±" in text
     assert "camcontrast bench compare --out" in text and (report / "grading.png").is_file() and (report / "embeddings.png").is_file()
+    # frozen probes of both methods' encoders, once per pretraining seed (shared: seed 0 only), 20 splits each
+    probes = results["probes"]
+    assert probes["seeds"] == [0] and set(probes["encoders"]) == {"random", "supce-crop"}
+    assert len(probes["results"]["DR grade"]["linear"]["supce-crop"]) == 20
+    assert "With a linear probe of frozen features, supce-crop is" in text and (report / "probes.png").is_file()
     commands = (report / "commands.md").read_text()
     assert commands.count("python -m monai.bundle run") == 5 and "pretrain_supce.json" in commands
     metrics = sorted((tmp_path / "runs" / "finetune").rglob("test_metrics.json"))

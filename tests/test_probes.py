@@ -146,3 +146,15 @@ def test_bundle_probe_embeds_through_inference_json_and_writes_a_report(tmp_path
     assert len(saved["results"]["DR grade"]["linear"]["random"]) == 3
     text = (report / "README.md").read_text()
     assert "random - other" in text and (report / "probes.png").stat().st_size > 10_000
+
+
+def test_report_rows_leave_out_splits_without_a_score():
+    from camcontrast_monai.report.probes import paired_rows, probe_summary_rows
+
+    # as read back from probes.json: a multilabel split with no usable label is None
+    results = {"findings": {"linear": {"a": [0.9, None, 0.7], "b": [0.6, 0.5, None]}, "trivial": {"trivial": [0.5, 0.5, 0.5]}}}
+    rows = probe_summary_rows(results, {"findings": "mean AUC"})
+    assert rows[0]["encoder"] == "a" and rows[0]["linear"][0] == pytest.approx(0.8)
+    assert rows[1]["linear"][0] == pytest.approx(0.55) and rows[0]["trivial"] == 0.5
+    (paired,) = paired_rows(results, "a", ["b"])
+    assert paired["mean difference"] == "+0.300" and paired["splits won"] == "1/1"  # only split 0 has both

@@ -31,6 +31,7 @@ __all__ = [
     "PROBE_BASELINES",
     "ProbeData",
     "embed_images",
+    "merge_probe_summaries",
     "export_encoder",
     "probe_bundle_encoders",
     "probe_data",
@@ -115,9 +116,12 @@ def embed_images(
 
 def probe_bundle_encoders(
     bundle: Path, encoders: Mapping[str, str | Path], out_dir: Path, n_splits: int = PROBE_SPLITS, seed: int = 0,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None, encoder_overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Embed the bundle's probe images with each encoder file and probe every task; returns what ``probes.json`` holds."""
+    """Embed the bundle's probe images with each encoder file and probe every task; returns what ``probes.json`` holds.
+
+    ``encoder_overrides`` adds config values for single encoders (e.g. ``encoder_name`` of a ResNet baseline).
+    """
     from camcontrast_monai.metrics.probes import probe_encoders
     from camcontrast_monai.report.probes import results_as_lists
 
@@ -125,14 +129,16 @@ def probe_bundle_encoders(
     overrides = overrides or {}
     data = probe_data(bundle, overrides)
     features = {
-        name: embed_images(bundle, path, data.images, out_dir / "embeddings" / name, overrides)
+        name: embed_images(
+            bundle, path, data.images, out_dir / "embeddings" / name, {**overrides, **(encoder_overrides or {}).get(name, {})}
+        )
         for name, path in encoders.items()
     }  # fmt: skip
     results = {
         task.name: probe_encoders(features, task, n_splits=n_splits, seed=seed, groups=data.groups) for task in data.tasks
     }  # fmt: skip
     summary = {
-        "images": len(data.images), "feature_dim": int(next(iter(features.values())).shape[1]), "n_splits": n_splits,
+        "images": len(data.images), "feature_dims": {name: int(array.shape[1]) for name, array in features.items()}, "n_splits": n_splits,
         "test_fraction": 0.3, "seed": seed, "grouped_by_patient": data.groups is not None,
         "metrics": {task.name: task.metric for task in data.tasks}, "encoders": {k: str(v) for k, v in encoders.items()},
         "results": results_as_lists(results), "seconds": time.perf_counter() - started,
@@ -169,11 +175,13 @@ def write_probe_section(summary: Mapping[str, Any], report_dir: Path, method: st
         results, report_dir / "probes.png", f"frozen-feature probes over {summary['n_splits']} resampled splits", metrics
     )  # fmt: skip
     grouping = " (grouped by patient)" if summary["grouped_by_patient"] else ""
+    dims = sorted(set(summary["feature_dims"].values()))
+    dim_text = f"{dims[0]}-d" if len(dims) == 1 else "-d, ".join(map(str, dims)) + "-d"
     return [
         "## Frozen-feature probes",
         "",
         f"Each encoder is frozen and turns each of {summary['images']} labelled images into one pooled "
-        f"{summary['feature_dim']}-d feature vector. A linear probe (L2 logistic regression, its strength chosen by "
+        f"{dim_text} feature vector. A linear probe (L2 logistic regression, its strength chosen by "
         "3-fold cross-validation inside the training part) and a cosine kNN are fitted on 70 % of the images and "
         f"scored on the other 30 %, over {summary['n_splits']} resampled splits{grouping}; every encoder sees the "
         "same splits. `trivial` is the training part's majority class (multilabel: each label's rate). "
@@ -242,3 +250,23 @@ def probe_verdict(summary: Mapping[str, Any], method: str, baselines: Sequence[s
             text += f" and below it on {len(below)} ({', '.join(below)})"
         parts.append(text)
     return f"With a {probe} probe of frozen features, {method} is " + "; ".join(parts) + " (paired 95 % intervals clear of zero)."
+
+
+def merge_probe_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """One summary from several seeds' probes: per-split scores concatenated in seed order, for the encoders
+    every seed has, so pair ``i`` still shares one seed and one split. None when there is nothing to merge."""
+    if not summaries:
+        return None
+    first = summaries[0]
+    names = [name for name in first["encoders"] if all(name in s["encoders"] for s in summaries)]
+    results: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for task, by_probe in first["results"].items():
+        results[task] = {}
+        for probe, by_name in by_probe.items():
+            keep = by_name if probe == "trivial" else {name: None for name in names}
+            results[task][probe] = {name: [v for s in summaries for v in s["results"][task][probe][name]] for name in keep}
+    return {
+        **first, "results": results, "encoders": {name: first["encoders"][name] for name in names},
+        "n_splits": sum(s["n_splits"] for s in summaries), "seeds": [s["seed"] for s in summaries],
+        "seconds": sum(s["seconds"] for s in summaries),
+    }  # fmt: skip

@@ -1,7 +1,8 @@
 """Frozen-probe results as tables and a picture: per-split scores of each encoder, the trivial level, paired differences.
 
 ``results`` everywhere here is ``{task name: {probe: {encoder: (n_splits,) scores}}}``, each inner dict as
-:func:`camcontrast_monai.metrics.probes.probe_encoders` returns it (``"trivial"`` included).
+:func:`camcontrast_monai.metrics.probes.probe_encoders` returns it (``"trivial"`` included). A score may be
+NaN (``None`` once read back from JSON): a multilabel split where no label had both classes; it is left out.
 """
 
 from __future__ import annotations
@@ -22,11 +23,17 @@ __all__ = ["paired_rows", "probe_summary_rows", "results_as_lists", "save_probe_
 Results = Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]
 
 
+def _scores(values) -> np.ndarray:
+    """Per-split scores as floats without the NaN (or JSON ``None``) splits."""
+    array = np.asarray(values, dtype=float)
+    return array[~np.isnan(array)]
+
+
 def probe_summary_rows(results: Results, metrics: Mapping[str, str]) -> list[dict[str, Any]]:
     """One row per task and encoder: the trivial score and each probe's mean ± std over the splits."""
     rows = []
     for task, by_probe in results.items():
-        trivial = np.asarray(by_probe["trivial"]["trivial"])
+        trivial = _scores(by_probe["trivial"]["trivial"])
         probes = [probe for probe in by_probe if probe != "trivial"]
         for encoder in next(iter(by_probe[p] for p in probes)):
             row: dict[str, Any] = {
@@ -36,7 +43,7 @@ def probe_summary_rows(results: Results, metrics: Mapping[str, str]) -> list[dic
                 "encoder": encoder,
             }
             for probe in probes:
-                scores = np.asarray(by_probe[probe][encoder])
+                scores = _scores(by_probe[probe][encoder])
                 row[probe] = (
                     float(scores.mean()),
                     float(scores.std(ddof=1)) if len(scores) > 1 else float("nan"),
@@ -57,12 +64,12 @@ def paired_rows(
             for baseline in baselines:
                 if baseline not in by_encoder:
                     continue
-                a, b = np.asarray(by_encoder[method]), np.asarray(by_encoder[baseline])
+                a, b = np.asarray(by_encoder[method], dtype=float), np.asarray(by_encoder[baseline], dtype=float)
                 difference = paired_difference(a, b, seed=seed)
                 rows.append({
                     "task": task, "probe": probe, "comparison": f"{method} - {baseline}", "mean difference": f"{difference.mean:+.3f}",
                     "95% interval": f"[{difference.low:+.3f}, {difference.high:+.3f}]",
-                    "splits won": f"{int((a > b).sum())}/{len(a)}",
+                    "splits won": f"{int((a > b).sum())}/{difference.n}",
                 })  # fmt: skip
     return rows
 
@@ -93,13 +100,13 @@ def save_probe_figure(
         for index, probe in enumerate(probes):
             positions = np.arange(len(encoders)) + (index - (len(probes) - 1) / 2) * width
             boxes = ax.boxplot(
-                [np.asarray(by_probe[probe][e]) for e in encoders], positions=positions, widths=width * 0.85,
+                [_scores(by_probe[probe][e]) for e in encoders], positions=positions, widths=width * 0.85,
                 patch_artist=True, showfliers=True, flierprops={"markersize": 3},
             )  # fmt: skip
             for box in boxes["boxes"]:
                 box.set(facecolor=f"C{index}", alpha=0.55)
             ax.plot([], [], color=f"C{index}", linewidth=6, alpha=0.55, label=probe)
-        trivial = float(np.mean(by_probe["trivial"]["trivial"]))
+        trivial = float(np.mean(_scores(by_probe["trivial"]["trivial"])))
         ax.axhline(trivial, color="black", linestyle="--", linewidth=1, label=f"trivial {trivial:.2f}")
         ax.set_xticks(np.arange(len(encoders)), encoders, rotation=20)
         ax.set_title(task)
@@ -125,14 +132,14 @@ def save_probe_curves(
         by_encoder = results[task][probe]
         names = sorted((name for name in steps if name in by_encoder), key=lambda name: steps[name])
         x = np.array([steps[name] for name in names])
-        mean = np.array([np.mean(by_encoder[name]) for name in names])
-        spread = np.array([np.std(by_encoder[name], ddof=1) for name in names])
+        mean = np.array([np.mean(_scores(by_encoder[name])) for name in names])
+        spread = np.array([np.std(_scores(by_encoder[name]), ddof=1) for name in names])
         ax.plot(x, mean, marker="o", color="C0", label=f"{probe} probe")
         ax.fill_between(x, mean - spread, mean + spread, color="C0", alpha=0.2)
         for index, reference in enumerate(references):
             if reference in by_encoder:
-                ax.axhline(np.mean(by_encoder[reference]), color=f"C{index + 1}", linewidth=1.2, label=reference)
-        trivial = float(np.mean(results[task]["trivial"]["trivial"]))
+                ax.axhline(np.mean(_scores(by_encoder[reference])), color=f"C{index + 1}", linewidth=1.2, label=reference)
+        trivial = float(np.mean(_scores(results[task]["trivial"]["trivial"])))
         ax.axhline(trivial, color="black", linestyle="--", linewidth=1, label="trivial")
         ax.set_xlabel("stage-2 steps")
         ax.set_ylabel(metrics[task])
