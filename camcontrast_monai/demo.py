@@ -1,9 +1,11 @@
 """``camcontrast demo``: the whole CAMContrast pipeline on synthetic fundus photographs, through the bundle.
 
 Generates a pretraining set (ODIR-like) and a downstream set (IDRiD-like), runs the fundus bundle's
-configs in this process with MONAI's ``ConfigWorkflow`` (stage 1 -> heatmaps -> stage 2 -> fine-tuning
-from random initialisation and from the CAMContrast encoder), then writes a report folder: metrics
-table (markdown + JSON), heatmap overlays, loss curves, stage-1 AUC and heatmap localisation.
+configs in this process with MONAI's ``ConfigWorkflow`` (stage 1 -> heatmaps -> stage 2 -> frozen-feature
+probes of the random, stage-1 and CAMContrast encoders -> fine-tuning from random initialisation and from the
+CAMContrast encoder), then writes a report folder that leads with the probe comparison: probe tables with
+paired intervals, the stage-2 loss against collapse and its floor, stage-1 AUC and heatmap localisation,
+heatmap overlays, fine-tuned scores (markdown + JSON) and loss curves.
 """
 
 from __future__ import annotations
