@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from camcontrast_monai.report.figures import save_figure
+
 __all__ = ["save_embedding_maps", "umap_embedding"]
 
 CROP_POSITIONS_2D = ("top left", "top right", "bottom left", "bottom right", "centre")
@@ -53,7 +55,4 @@ def save_embedding_maps(
             ax.set_yticks([])
             ax.legend(fontsize=7, markerscale=1.5)
     figure.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    return path
+    return save_figure(figure, path)

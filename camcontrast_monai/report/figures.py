@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from camcontrast_monai.io import atomic_path
 from camcontrast_monai.report.localisation import upsample_heatmaps
 
-__all__ = ["save_bar_chart", "save_curves", "save_heatmap_overlays"]
+__all__ = ["save_bar_chart", "save_curves", "save_figure", "save_heatmap_overlays"]
 
 Series = Sequence[tuple[float, float]] | Sequence[float]
 
@@ -93,7 +93,7 @@ def save_heatmap_overlays(
                 linewidths=0.8,
             )
     figure.colorbar(scale, ax=axes, orientation="horizontal", fraction=0.04, aspect=60, label="heatmap")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def save_curves(
@@ -132,7 +132,7 @@ def save_curves(
     for unused_ax in axes[len(panels) :]:
         unused_ax.set_axis_off()
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def save_bar_chart(
@@ -182,7 +182,7 @@ def save_bar_chart(
     ax.grid(axis="y", alpha=0.3)
     if members:
         ax.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _plot_series(ax, name: str, series: Series, colour: str, smoothing_window: int | None) -> None:
@@ -236,7 +236,8 @@ def _to_numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
     return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
 
 
-def _save(figure: Figure, path: str | os.PathLike) -> Path:
+def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
+    """Write ``figure`` as a PNG at ``path`` atomically, in the one style every report picture shares."""
     with atomic_path(path) as temporary:
         figure.savefig(
             temporary, format="png", dpi=_DPI, facecolor="white", bbox_inches="tight", pad_inches=0.1

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from camcontrast_monai.io import atomic_path
 from camcontrast_monai.metrics.paired import paired_difference
+from camcontrast_monai.report.figures import save_figure
 
 __all__ = ["paired_rows", "probe_summary_rows", "results_as_lists", "save_probe_curves", "save_probe_figure"]
 
@@ -114,9 +114,7 @@ def save_probe_figure(
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
     figure.suptitle(title)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110, facecolor="white")
-    return Path(path)
+    return save_figure(figure, path)
 
 
 def save_probe_curves(
@@ -147,6 +145,4 @@ def save_probe_curves(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     figure.suptitle(title)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110, facecolor="white")
-    return Path(path)
+    return save_figure(figure, path)
