@@ -392,14 +392,14 @@ def _probe_methods(
 
 
 def _probe_lines(probes: Mapping[str, Any] | None, report: Path, methods: Sequence[MethodSpec]) -> list[str]:
-    from camcontrast_monai.apps.probe import probe_verdict, write_probe_section
+    from camcontrast_monai.apps.probe import write_probe_section
 
     if probes is None:
         return []
     names = [m.spec for m in methods if m.spec in probes["encoders"]]
     method = "camcontrast" if "camcontrast" in names else next((n for n in names if n != "random"), names[0])
     others = [name for name in names if name != method]
-    return [f"**{probe_verdict(probes, method, others)}**", "", *write_probe_section(probes, report, method, others)]
+    return write_probe_section(probes, report, method, others)
 
 
 def _crop_embeddings(

@@ -27,7 +27,6 @@ from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.apps.probe import (
     PROBE_BASELINES,
     probe_demo_encoders,
-    probe_verdict,
     write_probe_section,
 )
 from camcontrast_monai.data.synthetic_fundus import LESION_TYPES, write_fundus_dataset
@@ -284,8 +283,6 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
             f"(the paper's is 64), {plan.stage1_epochs} stage-1 epochs, {plan.pretrain_epochs} stage-2 epochs "
             f"(batch {plan.pretrain_batch_size}, lr {plan.pretrain_lr}), "
             f"{plan.finetune_epochs} fine-tuning epochs on {plan.n_downstream} downstream images.",
-            "",
-            f"**{probe_verdict(probes, 'camcontrast', PROBE_BASELINES)}**",
             "",
             *probe_lines,
             "## Stage 2: how far the loss got",

@@ -25,7 +25,6 @@ from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.apps.probe import (
     PROBE_BASELINES,
     probe_demo_encoders,
-    probe_verdict,
     write_probe_section,
 )
 from camcontrast_monai.data.cxr_readers import CHESTXRAY14_LABELS
@@ -257,8 +256,6 @@ def write_cxr_report(
             "and the same number of steps with fewer (fraction f: epochs / f).",
             "Each number comes from one run (one seed): small differences between initialisations are not evidence "
             "for or against the method.",
-            "",
-            f"**{probe_verdict(probes, 'camcontrast', PROBE_BASELINES)}**",
             "",
             *write_probe_section(probes, report, "camcontrast", PROBE_BASELINES),
             f"The synthetic set draws {len(CXR_FINDINGS)} of the 14 labels ({', '.join(CXR_FINDINGS)}); "

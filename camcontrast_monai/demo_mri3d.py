@@ -26,7 +26,6 @@ from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.apps.probe import (
     PROBE_BASELINES,
     probe_demo_encoders,
-    probe_verdict,
     write_probe_section,
 )
 from camcontrast_monai.data.synthetic_mri import write_mri_dataset
@@ -231,8 +230,6 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: MRIDemoPlan, manif
             "(one value of the bundle's 5-value grid over [1e-3, 1e-1]; the search itself is left out), "
             f"{plan.n_folds} folds, one seed. The spread below is over folds only; with so few subjects and epochs "
             "a difference between initialisations is weak evidence either way.",
-            "",
-            f"**{probe_verdict(probes, 'camcontrast', PROBE_BASELINES)}**",
             "",
             *write_probe_section(probes, report, "camcontrast", PROBE_BASELINES),
             "## Transfer to CN / MCI / AD (Table 11 layout)",

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 PROBE_SPLITS = 20
+PROBE_TEST_FRACTION = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,11 +136,14 @@ def probe_bundle_encoders(
         for name, path in encoders.items()
     }  # fmt: skip
     results = {
-        task.name: probe_encoders(features, task, n_splits=n_splits, seed=seed, groups=data.groups) for task in data.tasks
+        task.name: probe_encoders(
+            features, task, n_splits=n_splits, test_fraction=PROBE_TEST_FRACTION, seed=seed, groups=data.groups
+        )
+        for task in data.tasks
     }  # fmt: skip
     summary = {
         "images": len(data.images), "feature_dims": {name: int(array.shape[1]) for name, array in features.items()}, "n_splits": n_splits,
-        "test_fraction": 0.3, "seed": seed, "grouped_by_patient": data.groups is not None,
+        "test_fraction": PROBE_TEST_FRACTION, "seed": seed, "grouped_by_patient": data.groups is not None,
         "metrics": {task.name: task.metric for task in data.tasks}, "encoders": {k: str(v) for k, v in encoders.items()},
         "results": results_as_lists(results), "seconds": time.perf_counter() - started,
     }  # fmt: skip
@@ -166,7 +170,8 @@ def probe_demo_encoders(bundle: Path, out_dir: Path, overrides: Mapping[str, Any
 
 
 def write_probe_section(summary: Mapping[str, Any], report_dir: Path, method: str, baselines: Sequence[str]) -> list[str]:
-    """The report's frozen-probe section (markdown lines) and its picture ``probes.png``."""
+    """The report's frozen-probe section (markdown lines, opening with :func:`probe_verdict` in bold) and its
+    picture ``probes.png``."""
     from camcontrast_monai.report.probes import paired_rows, probe_summary_rows, save_probe_figure
     from camcontrast_monai.report.tables import markdown_table
 
@@ -177,13 +182,16 @@ def write_probe_section(summary: Mapping[str, Any], report_dir: Path, method: st
     grouping = " (grouped by patient)" if summary["grouped_by_patient"] else ""
     dims = sorted(set(summary["feature_dims"].values()))
     dim_text = f"{dims[0]}-d" if len(dims) == 1 else "-d, ".join(map(str, dims)) + "-d"
+    test = summary["test_fraction"]
     return [
+        f"**{probe_verdict(summary, method, baselines)}**",
+        "",
         "## Frozen-feature probes",
         "",
         f"Each encoder is frozen and turns each of {summary['images']} labelled images into one pooled "
         f"{dim_text} feature vector. A linear probe (L2 logistic regression, its strength chosen by "
-        "3-fold cross-validation inside the training part) and a cosine kNN are fitted on 70 % of the images and "
-        f"scored on the other 30 %, over {summary['n_splits']} resampled splits{grouping}; every encoder sees the "
+        f"3-fold cross-validation inside the training part) and a cosine kNN are fitted on {1 - test:.0%} of the images "
+        f"and scored on the other {test:.0%}, over {summary['n_splits']} resampled splits{grouping}; every encoder sees the "
         "same splits. `trivial` is the training part's majority class (multilabel: each label's rate). "
         "Table: mean ± std over splits.",
         "",
