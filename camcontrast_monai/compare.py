@@ -380,8 +380,9 @@ def _probe_methods(
             elif encoders.get((method.spec, seed)) and Path(encoders[method.spec, seed]).is_file():
                 files[method.spec] = Path(encoders[method.spec, seed])
         done = probe_dir / "probes.json"
-        if done.is_file() and set(json.loads(done.read_text())["encoders"]) == set(files):
-            summaries.append(json.loads(done.read_text()))
+        earlier = json.loads(done.read_text()) if done.is_file() else None
+        if earlier is not None and set(earlier["encoders"]) == set(files):
+            summaries.append(earlier)
         elif not report_only and files:
             print(f"frozen probes of the seed-{seed} encoders", flush=True)
             summaries.append(probe_bundle_encoders(
