@@ -17,7 +17,7 @@ from camcontrast_monai.data.datalists import (
     subsample_by_patient,
     subsample_class_ratio,
 )
-from camcontrast_monai.data.datasets import FixedCropDataset
+from camcontrast_monai.data.datasets import FixedCropDataset, stage2_dataset
 from camcontrast_monai.data.mri_readers import CAPS_T1_TEMPLATE, DIAGNOSIS_CLASSES, read_clinica_tsv
 from camcontrast_monai.data.readers import (
     read_idrid_grading,
@@ -48,6 +48,7 @@ from camcontrast_monai.data.synthetic_mri import (
 from camcontrast_monai.data.validation import Problem, check_datalist, check_image_file, validate_datalist
 
 __all__ = [
+    "stage2_dataset",
     "CHESTXRAY14_LABELS",
     "CXR_FINDINGS",
     "chestxray14_splits",

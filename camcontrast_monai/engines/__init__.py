@@ -21,6 +21,14 @@ from camcontrast_monai.engines.handlers import (
 )
 from camcontrast_monai.engines.heatmaps import generate_heatmaps, heatmap_id
 from camcontrast_monai.engines.multilabel import MultilabelStage1Trainer
+from camcontrast_monai.engines.optimizers import named_optimizer
+from camcontrast_monai.engines.stage1 import (
+    stage1_additional_metrics,
+    stage1_loss,
+    stage1_loss_keys,
+    stage1_metrics,
+    stage1_postprocessing,
+)
 from camcontrast_monai.engines.trainers import Stage1Trainer, Stage2Trainer, autocast_context
 
 __all__ = [
@@ -47,4 +55,10 @@ __all__ = [
     "generate_heatmaps",
     "heatmap_id",
     "latest_checkpoint",
+    "named_optimizer",
+    "stage1_additional_metrics",
+    "stage1_loss",
+    "stage1_loss_keys",
+    "stage1_metrics",
+    "stage1_postprocessing",
 ]

@@ -10,6 +10,7 @@ from camcontrast_monai.metrics.downstream import (
     joint_accuracy,
     mean_average_precision,
     mean_f1,
+    segmentation_metric,
 )
 from camcontrast_monai.metrics.multilabel import MultilabelAUC, MultilabelAUCMetric, multilabel_auc
 from camcontrast_monai.metrics.paired import PairedDifference, paired_difference
@@ -29,6 +30,7 @@ __all__ = [
     "joint_accuracy",
     "mean_average_precision",
     "mean_f1",
+    "segmentation_metric",
     "PairedDifference",
     "paired_difference",
 ]

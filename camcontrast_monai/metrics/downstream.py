@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from monai.handlers import IgniteMetricHandler
+from monai.handlers import IgniteMetricHandler, from_engine
 from monai.metrics import ConfusionMatrixMetric, CumulativeIterationMetric
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "joint_accuracy",
     "mean_average_precision",
     "mean_f1",
+    "segmentation_metric",
 ]
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence
@@ -325,3 +326,17 @@ class MeanF1(IgniteMetricHandler):
     @property
     def per_class(self) -> list[float]:
         return self.metric_fn.per_class
+
+
+SEGMENTATION_METRICS = {"auc_pr": AveragePrecision, "f1": MeanF1}
+
+
+def segmentation_metric(name: str, output_transform: Callable | None = None) -> IgniteMetricHandler:
+    """The handler of the paper's segmentation metric ``name``: ``"auc_pr"`` (IDRiD-seg) or ``"f1"`` (the others).
+
+    ``output_transform`` defaults to reading ``pred`` and ``label`` from a (decollated or batched) engine
+    output, as the fine-tuning configs need; a config names the task's metric instead of branching on it.
+    """
+    if name not in SEGMENTATION_METRICS:
+        raise ValueError(f"segmentation metric must be one of {sorted(SEGMENTATION_METRICS)}, got {name!r}")
+    return SEGMENTATION_METRICS[name](output_transform=output_transform or from_engine(["pred", "label"]))

@@ -5,9 +5,14 @@ from camcontrast_monai.transforms.augment import (
     RandGrayscaled,
     RandResizedCrop,
     RandResizedCropd,
+    augmented_views,
     stage2_image_augmentation,
 )
-from camcontrast_monai.transforms.batch_augment import BatchStage2Augmentation, resized_crop_flip_rotate_grid
+from camcontrast_monai.transforms.batch_augment import (
+    BatchStage2Augmentation,
+    resized_crop_flip_rotate_grid,
+    stage2_batch_augmentation,
+)
 from camcontrast_monai.transforms.crops import (
     FIXED_CROP_NAMES_2D,
     FIXED_CROP_NAMES_3D,
@@ -37,6 +42,7 @@ from camcontrast_monai.transforms.suppression import (
 from camcontrast_monai.transforms.volume import FitVolume, FitVolumed
 
 __all__ = [
+    "stage2_batch_augmentation",
     "FitVolume",
     "FitVolumed",
     "FIXED_CROP_NAMES_2D",
@@ -70,5 +76,6 @@ __all__ = [
     "fixed_crop_names",
     "resized_crop_flip_rotate_grid",
     "is_normal_label",
+    "augmented_views",
     "stage2_image_augmentation",
 ]

@@ -29,6 +29,8 @@ import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import (
     Compose,
+    CopyItemsd,
+    EnsureTyped,
     MapTransform,
     RandFlipd,
     RandomizableTransform,
@@ -39,6 +41,7 @@ from monai.transforms import (
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 __all__ = [
+    "augmented_views",
     "LUMA_WEIGHTS",
     "rgb_to_luminance",
     "adjust_brightness",
@@ -487,3 +490,17 @@ def stage2_image_augmentation(
             RandGrayscaled(keys, prob=grayscale_prob, allow_missing_keys=allow_missing_keys),
         ]
     )
+
+
+def augmented_views(
+    view_keys: Sequence[str], spatial_size: Sequence[int] | None = None, scale: tuple[float, float] = (0.8, 1.0)
+) -> list:
+    """The baselines' views of one image crop: copies of ``view_keys[0]`` under the other keys, each augmented
+    on its own by :func:`stage2_image_augmentation` (``spatial_size``, ``scale``), then float32 tensors.
+
+    One key (SupCE) gives one augmented view; two (SimCLR, SupCon) give the pair that their losses contrast.
+    """
+    keys = list(view_keys)
+    copies = [CopyItemsd(keys=keys[0], names=keys[1:])] if len(keys) > 1 else []
+    views = [stage2_image_augmentation(keys=key, spatial_size=spatial_size, scale=scale) for key in keys]
+    return [*copies, *views, EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False)]

@@ -35,7 +35,7 @@ from camcontrast_monai.transforms.augment import (
     hue_shift_matrices,
 )
 
-__all__ = ["BatchStage2Augmentation", "resized_crop_flip_rotate_grid"]
+__all__ = ["BatchStage2Augmentation", "resized_crop_flip_rotate_grid", "stage2_batch_augmentation"]
 
 _JITTER_NAMES = tuple(_JITTER_OPERATIONS)  # the per-sample jitter's names, in the same order
 
@@ -222,6 +222,24 @@ class BatchStage2Augmentation:
         if is_rgb and bool(params["grayscale"].any()):
             images = torch.where(params["grayscale"].reshape(shape), _luminance(images).expand_as(images), images)
         return images
+
+
+def stage2_batch_augmentation(
+    enabled: bool, spatial_size: Sequence[int] | None = None, seed: int = 0, available: bool = True
+) -> BatchStage2Augmentation | None:
+    """The stage-2 trainer's batched augmentation when ``enabled``; None where the data loader augments each sample.
+
+    ``available=False`` marks a bundle whose per-sample augmentation has no batched twin (the 3D bundle's
+    affine and intensity augmentation): switching it on there raises instead of silently training with
+    another augmentation.
+    """
+    if not enabled:
+        return None
+    if not available:
+        raise ValueError(
+            "batched_augmentation: this bundle's stage-2 augmentation has no batched form; set batched_augmentation false"
+        )
+    return BatchStage2Augmentation(spatial_size=spatial_size, seed=seed)
 
 
 def _luminance(images: torch.Tensor) -> torch.Tensor:
