@@ -3,12 +3,15 @@
     python scripts/bundle_configs.py           # write them
     python scripts/bundle_configs.py --check   # exit 1, naming the files, where a committed config differs
 
-``heatmaps.json`` and the ``multi_gpu_*.json`` overlays are the same in every bundle, and stage 2 with
-its baseline configs in both 2D bundles; they are copied from ``bundle_configs`` (:data:`COPIED`), and
-what differs by modality comes from the bundle's ``common.json``.
-``inference.json`` must stand alone: MONAI's model-zoo tools read it without ``common.json``. It is the
-shared inference piece plus exactly the items of the bundle's ``common.json`` that the piece reaches
-through ``@`` references, so there is one place to edit each value. See ``bundle_configs/README.md``.
+- :data:`COPIED`: ``heatmaps.json``, the ``multi_gpu_*.json`` overlays and the 2D baseline configs are
+  the same in every bundle that has them, and copied as they are.
+- :data:`COMPOSED`: ``stage1.json``, ``pretrain.json`` and the fine-tuning configs are a shared piece
+  with the bundle's own part, ``bundle_configs/<bundle>/<config>``, laid over it (:func:`merged`).
+- ``inference.json`` must stand alone: MONAI's model-zoo tools read it without ``common.json``. It is the
+  shared inference piece plus exactly the items of the bundle's ``common.json`` that the piece reaches
+  through ``@`` references, so there is one place to edit each value.
+
+See ``bundle_configs/README.md``.
 """
 
 from __future__ import annotations
@@ -21,17 +24,24 @@ from pathlib import Path
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 SHARED = BUNDLES.parent / "bundle_configs"
-# pieces that bundles carry as they are: {config name in the bundle: (piece, the bundles that carry it)}
 ALL = ("camcontrast_cxr", "camcontrast_fundus", "camcontrast_mri3d")
 TWO_D = ("camcontrast_cxr", "camcontrast_fundus")
+# pieces that bundles carry as they are: {config name in the bundle: (piece, the bundles that carry it)}
 COPIED = {
     "heatmaps.json": ("heatmaps.json", ALL),
     "multi_gpu_stage1.json": ("multi_gpu_stage1.json", ALL),
     "multi_gpu_pretrain.json": ("multi_gpu_pretrain.json", ALL),
     "multi_gpu_finetune.json": ("multi_gpu_finetune.json", ALL),
-    # stage 2 and its baselines in 2D; the 3D bundle's crops and augmentation are its own
-    "pretrain.json": ("pretrain_2d.json", TWO_D),
+    # stage 2's baselines in 2D; the 3D bundle has none yet
     **{name: (name, TWO_D) for name in ("pretrain_baseline.json", "pretrain_simclr.json", "pretrain_supce.json", "pretrain_supcon.json")},
+}
+# configs made of a shared piece and each bundle's own part: {config name: (piece, the bundles that have it)};
+# the part is bundle_configs/<bundle>/<config name>
+COMPOSED = {
+    "stage1.json": ("stage1.json", ALL),
+    "pretrain.json": ("pretrain.json", ALL),
+    "finetune_cls.json": ("finetune.json", ALL),
+    "finetune_seg.json": ("finetune.json", TWO_D),
 }
 # an @ reference's top-level id: "@load_image", "@train#trainer" -> "train"
 REFERENCE = re.compile(r"@(\w+)")
@@ -68,6 +78,24 @@ def standalone(piece: dict, common: dict) -> dict:
     return config
 
 
+def merged(piece: dict, part: dict) -> dict:
+    """``part`` laid over ``piece``: sections (dicts) merge key by key, any other value of ``part`` replaces.
+
+    Lists replace whole, so a part never edits a handler list by position; the piece names what a task may
+    change instead (``progress_desc``, ``eval_transforms``, ``report_info``, ...).
+    """
+    config = dict(piece)
+    for key, value in part.items():
+        config[key] = merged(piece[key], value) if isinstance(value, dict) and isinstance(piece.get(key), dict) else value
+    return config
+
+
+def composed(piece: dict, part: dict) -> dict:
+    """A whole config from the shared ``piece`` and a bundle's ``part``; the part's own items come first."""
+    config = merged(piece, part)
+    return {**{key: config[key] for key in part if key not in piece}, **config}
+
+
 def render(value: dict) -> str:
     return json.dumps(value, indent=4, ensure_ascii=False) + "\n"
 
@@ -83,6 +111,10 @@ def generated_configs() -> dict[Path, str]:
         files.update({
             common_path.with_name(name): (SHARED / piece).read_text() for name, (piece, bundles) in COPIED.items() if bundle in bundles
         })  # fmt: skip
+        for name, (shared, bundles) in COMPOSED.items():
+            if bundle in bundles:
+                part = json.loads((SHARED / bundle / name).read_text())
+                files[common_path.with_name(name)] = render(composed(json.loads((SHARED / shared).read_text()), part))
     return files
 
 

@@ -51,3 +51,20 @@ def test_no_config_picks_a_handler_by_its_list_index():
         for match in re.finditer(r"handlers#\d+", path.read_text())
     ]
     assert not indexed, "\n".join(indexed)
+
+
+def test_a_part_merges_into_sections_and_replaces_everything_else():
+    piece = {"epochs": 60, "train": {"dataset": {"cache_rate": 0.0, "data": "@splits"}, "handlers": ["@a", "@b"]}, "run": ["$@t.run()"]}
+    part = {"task": "grading", "epochs": 300, "train": {"dataset": {"cache_rate": 1.0}, "handlers": ["@c"]}}
+    config = generator["composed"](piece, part)
+    assert list(config) == ["task", "epochs", "train", "run"]  # the part's own items first, then the piece's order
+    assert config["epochs"] == 300 and config["run"] == ["$@t.run()"]
+    assert config["train"]["dataset"] == {"cache_rate": 1.0, "data": "@splits"}
+    assert config["train"]["handlers"] == ["@c"]  # lists replace whole, never by position
+    assert piece["train"]["dataset"]["cache_rate"] == 0.0, "the piece itself is left as it was"
+
+
+def test_every_bundle_part_names_a_config_it_is_composed_into():
+    parts = {(path.parent.name, path.name) for path in (REPO / "bundle_configs").glob("camcontrast_*/*.json")}
+    composed = {(bundle, name) for name, (_, bundles) in generator["COMPOSED"].items() for bundle in bundles}
+    assert parts == composed

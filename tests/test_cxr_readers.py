@@ -158,7 +158,7 @@ def test_dicom_pixel_and_mask_pixel_land_together_through_the_bundle_transforms(
     parser = ConfigParser()
     parser.read_config([str(bundle / "configs" / "common.json"), str(bundle / "configs" / "finetune_seg.json")])
     parser["image_size"] = height
-    loaded = Compose(parser.get_parsed_content("load_pair"))(datalist[0])
+    loaded = Compose(parser.get_parsed_content("load_sample"))(datalist[0])
     image, label = loaded["image"], loaded["label"]
     assert image.shape == label.shape == (1, height, height)
     assert torch.nonzero(label[0]).tolist() == [[row, column]]

@@ -139,3 +139,34 @@ def test_metadata_verifies_against_the_repository_schema():
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     assert meta["version"] == "0.3.0" and {"0.1.0", "0.2.0", "0.3.0"} <= set(meta["changelog"])
 
+
+
+def _pretrain_parser(pipeline, **overrides):
+    parser = monai.bundle.ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / name) for name in ("common.json", "pretrain.json")])
+    for key, value in {**pipeline["common"], **overrides}.items():
+        parser[key] = value
+    return parser
+
+
+@pytest.mark.parametrize(("strategy", "per_volume", "epochs_factor"), [("four", 8, 1), ("random", 1, 10), ("none", 1, 10)])
+def test_the_sub_volume_strategies_of_table_3_in_3d(pipeline, strategy, per_volume, epochs_factor):
+    parser = _pretrain_parser(pipeline, crop_strategy=strategy, pretrain_epochs=3)
+    dataset = parser.get_parsed_content("train#dataset")
+    assert len(dataset) == per_volume * len(parser.get_parsed_content("pretrain_data"))
+    # the test's 32x40x32 volumes have 4x5x4 heatmaps: a fixed sub-volume is half the image (16x20x16), a
+    # random one half the heatmap grid (2x2x2 cells = 16x16x16 voxels); at the real 80x96x80 both are 40x48x40
+    image_shape = {"four": (16, 20, 16), "random": (16, 16, 16), "none": (32, 40, 32)}[strategy]
+    assert tuple(dataset[0]["image"].shape) == (1, *image_shape)
+    assert tuple(dataset[0]["heatmap"].shape) == ((1, 4, 5, 4) if strategy == "none" else (1, 2, 2, 2))
+    assert parser.get_parsed_content("stage2_epochs") == 3 * epochs_factor  # the same number of steps
+
+
+def test_discard_normal_and_the_refused_batched_augmentation_in_3d(pipeline):
+    default = _pretrain_parser(pipeline).get_parsed_content("pretrain_data")
+    kept = _pretrain_parser(pipeline, discard_normal="true").get_parsed_content("pretrain_data")
+    assert kept == [d for d in default if d["label"] != 0] and len(kept) < len(default)
+    assert _pretrain_parser(pipeline).get_parsed_content("train#batch_augmentation") is None
+    with pytest.raises(RuntimeError) as raised:
+        _pretrain_parser(pipeline, batched_augmentation=True).get_parsed_content("train#batch_augmentation")
+    assert "batched_augmentation" in str(raised.value.__cause__)
