@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from camcontrast_monai.apps.bundle import bundle_names, bundle_path, bundles_dir, export_bundle
+from camcontrast_monai.apps.bundle import (
+    SHIPPED_FILES,
+    bundle_names,
+    bundle_path,
+    bundles_dir,
+    export_bundle,
+    is_shipped,
+)
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
@@ -130,6 +137,14 @@ def test_the_wheel_carries_every_module_and_every_bundle_file(tmp_path):
     assert bundles - shipped == set(), "add the missing bundle files to [tool.setuptools.package-data]"
     assert f"{PACKAGE}/schemas/meta_schema.json" in shipped
     assert not [name for name in shipped if name.endswith((".pt", ".ts")) or "bundle_configs" in name]
+
+
+def test_the_wheel_and_bundle_export_ship_the_same_bundle_files():
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert package_data["camcontrast_monai.bundles"] == [f"*/{pattern}" for pattern in SHIPPED_FILES]
+    assert is_shipped(Path("configs/common.json")) and is_shipped(Path("models/.gitkeep"))
+    assert not is_shipped(Path("models/model.pt")) and not is_shipped(Path("runs/stage1/classifier.pt"))
+    assert not is_shipped(Path("configs/__pycache__/x.pyc")), "a glob's * stays within one folder"
 
 
 def test_bundles_are_found_by_full_and_short_name():

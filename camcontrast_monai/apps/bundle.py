@@ -8,18 +8,34 @@ same files, from any working directory.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bundle_names", "bundle_path", "bundle_version", "bundles_dir", "export_bundle", "metadata_schema", "run_bundle"]
+__all__ = [
+    "SHIPPED_FILES", "bundle_names", "bundle_path", "bundle_version", "bundles_dir", "export_bundle", "metadata_schema",
+    "is_shipped", "run_bundle",
+]  # fmt: skip
 
 PREFIX = "camcontrast_"
 
-# what a developer's checkout may hold beside the shipped files: run outputs, trained weights, caches
-_NOT_SHIPPED = shutil.ignore_patterns("runs", "data", "*.pt", "*.ts", "__pycache__")
+# the files of a bundle that ship, relative to its folder: the wheel's package data (pyproject.toml lists
+# these under "*/", and tests/test_packaging.py keeps the two equal) and what export_bundle copies; a
+# developer's checkout may hold more beside them (run outputs, trained weights, caches)
+SHIPPED_FILES = ("LICENSE", "configs/*", "docs/*", "models/.gitkeep")
+
+
+def is_shipped(relative: Path) -> bool:
+    """Whether the file at ``relative`` in a bundle folder ships: it matches :data:`SHIPPED_FILES` as a setuptools
+    glob does (``*`` within one folder level, never across ``/``)."""
+    parts = relative.parts
+    return any(
+        len(parts) == len(pattern.split("/")) and all(map(fnmatch.fnmatchcase, parts, pattern.split("/")))
+        for pattern in SHIPPED_FILES
+    )
 
 
 def bundles_dir() -> Path:
@@ -75,7 +91,11 @@ def export_bundle(name: str, out_dir: str | Path, overwrite: bool = False) -> Pa
         if not overwrite:
             raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass --overwrite")
         shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=_NOT_SHIPPED, dirs_exist_ok=True)
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_file() and is_shipped(relative):
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / relative)
     (target / "eval").mkdir(exist_ok=True)
     shutil.copyfile(metadata_schema(), target / "eval" / "schema.json")
     return target
