@@ -137,7 +137,7 @@ def test_metadata_verifies_against_the_repository_schema():
     schema = BUNDLE.parents[1] / "schemas" / "meta_schema.json"
     monai.bundle.verify_metadata(meta_file=str(BUNDLE / "configs" / "metadata.json"), filepath=str(schema))
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
-    assert meta["version"] == "0.3.0" and {"0.1.0", "0.2.0", "0.3.0"} <= set(meta["changelog"])
+    assert meta["version"] == "0.4.0" and {"0.1.0", "0.2.0", "0.3.0", "0.4.0"} <= set(meta["changelog"])
 
 
 
@@ -170,3 +170,12 @@ def test_discard_normal_and_the_refused_batched_augmentation_in_3d(pipeline):
     with pytest.raises(RuntimeError) as raised:
         _pretrain_parser(pipeline, batched_augmentation=True).get_parsed_content("train#batch_augmentation")
     assert "batched_augmentation" in str(raised.value.__cause__)
+
+
+def test_stage2_trains_channels_last_in_3d(pipeline, tmp_path):
+    common = {**pipeline["common"], "pretrain_run_dir": str(tmp_path / "pretrain"), "encoder_path": str(tmp_path / "model.pt")}
+    workflow = run_bundle(BUNDLE, ["common.json", "pretrain.json"], "train", **common, pretrain_epochs=1, pretrain_batch_size=10, channels_last=True)
+    network = workflow.parser.get_parsed_content("network")
+    weight = next(w for w in network.image_encoder.parameters() if w.ndim == 5 and w.shape[1] > 1)  # 1 input channel is both
+    assert weight.is_contiguous(memory_format=torch.channels_last_3d) and not weight.is_contiguous()
+    assert (tmp_path / "model.pt").is_file()
