@@ -208,9 +208,13 @@ def validate_datalist(datalist: Sequence[dict], source: str = "datalist", **chec
 
     ``check_options`` are ``check_datalist``'s. Made for bundle configs, where it wraps a reader::
 
-        "pretrain_datalist": "$camcontrast_monai.data.validation.validate_datalist(
-            camcontrast_monai.data.read_odir_annotations(@pretrain_sheet, @pretrain_image_dir),
-            spatial_dims=@spatial_dims, channels=@in_channels, min_spatial_size=16, source=@pretrain_sheet)"
+        "pretrain_datalist": {
+            "_target_": "camcontrast_monai.data.validate_datalist",
+            "datalist": {"_target_": "camcontrast_monai.data.read_odir_annotations",
+                         "sheet_path": "@pretrain_sheet", "image_dir": "@pretrain_image_dir"},
+            "spatial_dims": "@spatial_dims", "channels": "@in_channels", "min_spatial_size": 16,
+            "source": "@pretrain_sheet"
+        }
     """
     problems = check_datalist(datalist, source=source, **check_options)
     if not problems:
