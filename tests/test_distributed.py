@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 
 from camcontrast_monai.data import write_fundus_dataset
 from camcontrast_monai.engines.distributed import distributed_world_size, evaluation_sampler, gather_with_grad
-from camcontrast_monai.losses import ImageHeatmapNTXentLoss
+from camcontrast_monai.losses import ImageHeatmapNTXentLoss, NTXentLoss, nt_xent
 from camcontrast_monai.networks import CAMClassifier, CAMContrastNet
 
 BATCH = 8
@@ -52,10 +52,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         rows = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
         z_image, z_heatmap = network(images[rows], heatmaps[rows])
         loss = ImageHeatmapNTXentLoss(0.05)(z_image, z_heatmap)
+        local = NTXentLoss(0.05, gather_distributed=False)(z_image.detach(), z_heatmap.detach())
         loss.backward()
         grads = {name: p.grad for name, p in network.module.named_parameters() if p.grad is not None}
         torch.save(
-            {"loss": loss.detach(), "grads": grads, "world": distributed_world_size()},
+            {"loss": loss.detach(), "local_loss": local, "grads": grads, "world": distributed_world_size()},
             f"{out_dir}/rank{rank}.pt",
         )
         dist.barrier()
@@ -96,6 +97,10 @@ def test_two_gloo_processes_match_one_process_with_the_full_batch(tmp_path):
         result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert result["world"] == WORLD
         torch.testing.assert_close(result["loss"], loss.detach(), rtol=1e-5, atol=1e-6)
+        rows = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)  # without the gather: this rank's pairs only
+        own = nt_xent(z_image[rows].detach(), z_heatmap[rows].detach(), 0.05)
+        torch.testing.assert_close(result["local_loss"], own, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(own, loss.detach())
         assert set(result["grads"]) == set(expected)
         assert sum(g.abs().sum() for g in expected.values()) > 0
         for name, grad in expected.items():

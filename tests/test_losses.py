@@ -157,3 +157,11 @@ def test_collapsed_value_and_the_floor_that_identical_heatmaps_impose():
     assert 8 * math.log(8) / 16 - 1e-6 <= floor <= 8 * math.log(15) / 16 + 1e-3
     with pytest.raises(ValueError, match="n_identical"):
         ntxent_floor(4, 5)
+
+
+def test_one_nt_xent_serves_camcontrast_and_simclr():
+    from camcontrast_monai.losses import NTXentLoss, SimCLRLoss
+
+    assert ImageHeatmapNTXentLoss is NTXentLoss and SimCLRLoss is NTXentLoss
+    loss = NTXentLoss(0.1, gather_distributed=False)
+    assert loss.temperature == 0.1 and not loss.gather_distributed and NTXentLoss().gather_distributed

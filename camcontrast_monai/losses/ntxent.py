@@ -10,10 +10,10 @@ from torch import nn
 
 from camcontrast_monai.utils.distributed import gather_with_grad
 
-__all__ = ["ImageHeatmapNTXentLoss", "collapsed_ntxent", "nt_xent", "ntxent_floor"]
+__all__ = ["ImageHeatmapNTXentLoss", "NTXentLoss", "SimCLRLoss", "collapsed_ntxent", "nt_xent", "ntxent_floor"]
 
 
-def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
+def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float, gather_distributed: bool = True) -> torch.Tensor:
     """Eq. 5, ``-log exp(z_i.z_j/tau) / sum_{k != i} exp(z_i.z_k/tau)``, averaged over all 2B anchors.
 
     Row i of ``z_a`` and row i of ``z_b`` are a positive pair; each anchor's negatives are the other
@@ -21,16 +21,19 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.T
     log-sum-exp (through ``cross_entropy``), so it stays finite at tau = 0.01 where a plain
     exp/sum (MONAI's ``ContrastiveLoss``) overflows to NaN. Computed in float32 even under autocast.
 
-    When a ``torch.distributed`` process group is initialised, the projections of all processes are
-    gathered first (with gradients, :func:`~camcontrast_monai.utils.distributed.gather_with_grad`),
-    so the loss is over the global batch: every process returns the same value, and N processes with
-    B/N pairs each give one process's loss and (after DDP's gradient averaging) gradients for B pairs.
+    With ``gather_distributed`` (the default) and an initialised ``torch.distributed`` process group, the
+    projections of all processes are gathered first (with gradients,
+    :func:`~camcontrast_monai.utils.distributed.gather_with_grad`), so the loss is over the global batch:
+    every process returns the same value, and N processes with B/N pairs each give one process's loss
+    and (after DDP's gradient averaging) gradients for B pairs. Without it each process contrasts its own
+    B/N pairs only, as lightly's ``NTXentLoss(gather_distributed=False)`` does.
     """
     if z_a.ndim != 2 or z_a.shape != z_b.shape:
         raise ValueError(f"expected two (B, D) projections of equal shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
+    if gather_distributed:
+        z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
     batch_size = z_a.shape[0]
     with torch.autocast(z_a.device.type, enabled=False):  # autocast would run the matmul in bf16/fp16
         z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
@@ -42,17 +45,31 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.T
     return F.cross_entropy(similarity, positives)
 
 
-class ImageHeatmapNTXentLoss(nn.Module):
-    """CAMContrast's contrastive loss: ``loss(z_image, z_heatmap)`` for ``(B, D)`` projections, tau = 0.05."""
+class NTXentLoss(nn.Module):
+    """The symmetric NT-Xent of Eq. 5 as a module: ``loss(z_a, z_b)`` for two ``(B, D)`` projections, tau = 0.05.
 
-    def __init__(self, temperature: float = 0.05) -> None:
+    One loss serves both methods that use it: CAMContrast contrasts image with heatmap projections
+    (Algorithm 1 lines 24-29), SimCLR (Chen et al. 2020) two augmented views of the same image, so the two
+    differ only in their second view. ``gather_distributed``: see :func:`nt_xent`.
+
+    We keep our own instead of MONAI's ``ContrastiveLoss``, which overflows to NaN at small temperatures
+    (a plain exp/sum) and never gathers across processes.
+    """
+
+    def __init__(self, temperature: float = 0.05, gather_distributed: bool = True) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = temperature
+        self.gather_distributed = gather_distributed
 
-    def forward(self, z_image: torch.Tensor, z_heatmap: torch.Tensor) -> torch.Tensor:
-        return nt_xent(z_image, z_heatmap, self.temperature)
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        return nt_xent(z_a, z_b, self.temperature, self.gather_distributed)
+
+
+# the names CAMContrast's and SimCLR's configs and code have used: the same loss
+ImageHeatmapNTXentLoss = NTXentLoss
+SimCLRLoss = NTXentLoss
 
 
 def collapsed_ntxent(batch_size: int) -> float:
