@@ -96,12 +96,9 @@ def test_stage1_parts_for_multilabel_findings():
     assert "pred_class" not in sample
 
 
-def test_batched_augmentation_is_off_on_or_refused_by_name():
+def test_batched_augmentation_is_off_or_the_2d_chain_by_default():
     assert stage2_batch_augmentation(False, [4, 4]) is None
     assert isinstance(stage2_batch_augmentation(True, [4, 4], seed=3), BatchStage2Augmentation)
-    assert stage2_batch_augmentation(False, available=False) is None
-    with pytest.raises(ValueError, match="batched_augmentation"):
-        stage2_batch_augmentation(True, available=False)
 
 
 def test_augmented_views_copy_then_augment_each_view_on_its_own():

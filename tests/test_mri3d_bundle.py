@@ -16,6 +16,7 @@ import torch
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data import write_mri_dataset
 from camcontrast_monai.networks import ResNetEncoder, load_encoder_weights
+from camcontrast_monai.transforms import BatchAffineIntensityAugmentation
 
 BUNDLE = bundle_path("camcontrast_mri3d")
 WIDTH = 4
@@ -162,19 +163,24 @@ def test_the_sub_volume_strategies_of_table_3_in_3d(pipeline, strategy, per_volu
     assert parser.get_parsed_content("stage2_epochs") == 3 * epochs_factor  # the same number of steps
 
 
-def test_discard_normal_and_the_refused_batched_augmentation_in_3d(pipeline):
+def test_discard_normal_and_batched_augmentation_in_3d(pipeline):
     default = _pretrain_parser(pipeline).get_parsed_content("pretrain_data")
     kept = _pretrain_parser(pipeline, discard_normal="true").get_parsed_content("pretrain_data")
     assert kept == [d for d in default if d["label"] != 0] and len(kept) < len(default)
-    assert _pretrain_parser(pipeline).get_parsed_content("train#batch_augmentation") is None
-    with pytest.raises(RuntimeError) as raised:
-        _pretrain_parser(pipeline, batched_augmentation=True).get_parsed_content("train#batch_augmentation")
-    assert "batched_augmentation" in str(raised.value.__cause__)
+    assert _pretrain_parser(pipeline, batched_augmentation=False).get_parsed_content("train#batch_augmentation") is None
+    batched = _pretrain_parser(pipeline, batched_augmentation=True)
+    assert isinstance(batched.get_parsed_content("train#batch_augmentation"), BatchAffineIntensityAugmentation)
+    # the workers then only cut and convert: the augmentation happens once, in the trainer
+    assert [type(t).__name__ for t in batched.get_parsed_content("train#crop_transform").transforms] == ["EnsureTyped"]
 
 
-def test_stage2_trains_channels_last_in_3d(pipeline, tmp_path):
+def test_stage2_trains_channels_last_with_batched_augmentation_in_3d(pipeline, tmp_path):
     common = {**pipeline["common"], "pretrain_run_dir": str(tmp_path / "pretrain"), "encoder_path": str(tmp_path / "model.pt")}
-    workflow = run_bundle(BUNDLE, ["common.json", "pretrain.json"], "train", **common, pretrain_epochs=1, pretrain_batch_size=10, channels_last=True)
+    workflow = run_bundle(
+        BUNDLE, ["common.json", "pretrain.json"], "train", **common, pretrain_epochs=1, pretrain_batch_size=10, channels_last=True,
+        batched_augmentation=True,
+    )  # fmt: skip
+    assert isinstance(workflow.parser.get_parsed_content("train#trainer").batch_augmentation, BatchAffineIntensityAugmentation)
     network = workflow.parser.get_parsed_content("network")
     weight = next(w for w in network.image_encoder.parameters() if w.ndim == 5 and w.shape[1] > 1)  # 1 input channel is both
     assert weight.is_contiguous(memory_format=torch.channels_last_3d) and not weight.is_contiguous()

@@ -122,10 +122,11 @@ class Stage1Trainer(_TwoStageTrainer):
 class Stage2Trainer(_TwoStageTrainer):
     """Stage 2: trains a :class:`~camcontrast_monai.networks.CAMContrastNet` on image/heatmap crop pairs.
 
-    ``loss_function`` is an :class:`~camcontrast_monai.losses.ImageHeatmapNTXentLoss`. Batches are
+    ``loss_function`` is an :class:`~camcontrast_monai.losses.NTXentLoss`. Batches are
     dicts with the (augmented) image crops under ``image_key`` and the matching heatmap crops under
     ``heatmap_key``. The output holds ``loss`` and the two projections (decollated: one dict per crop). With ``batch_augmentation``
-    (e.g. :class:`~camcontrast_monai.transforms.BatchStage2Augmentation`) the image crops arrive
+    (:class:`~camcontrast_monai.transforms.BatchStage2Augmentation` in 2D, :class:`~camcontrast_monai.transforms.BatchAffineIntensityAugmentation`
+    for the 3D bundle's affine and intensity chain) the image crops arrive
     unaugmented and are augmented here, as one batch on the training device, seeded by the iteration.
     """
 

@@ -8,6 +8,7 @@ from camcontrast_monai.transforms.augment import (
     augmented_views,
     stage2_image_augmentation,
 )
+from camcontrast_monai.transforms.batch_affine import BatchAffineIntensityAugmentation
 from camcontrast_monai.transforms.batch_augment import (
     BatchStage2Augmentation,
     resized_crop_flip_rotate_grid,
@@ -42,6 +43,7 @@ from camcontrast_monai.transforms.suppression import (
 from camcontrast_monai.transforms.volume import FitVolume, FitVolumed
 
 __all__ = [
+    "BatchAffineIntensityAugmentation",
     "stage2_batch_augmentation",
     "FitVolume",
     "FitVolumed",

@@ -34,6 +34,7 @@ from camcontrast_monai.transforms.augment import (
     _jitter_ranges,
     hue_shift_matrices,
 )
+from camcontrast_monai.transforms.batch_affine import BatchAffineIntensityAugmentation
 
 __all__ = ["BatchStage2Augmentation", "resized_crop_flip_rotate_grid", "stage2_batch_augmentation"]
 
@@ -225,22 +226,19 @@ class BatchStage2Augmentation:
 
 
 def stage2_batch_augmentation(
-    enabled: bool, spatial_size: Sequence[int] | None = None, seed: int = 0, available: bool = True
-) -> BatchStage2Augmentation | None:
+    enabled: bool, spatial_size: Sequence[int] | None = None, seed: int = 0, per_sample: Sequence | None = None
+) -> BatchStage2Augmentation | BatchAffineIntensityAugmentation | None:
     """The stage-2 trainer's batched augmentation when ``enabled``; None where the data loader augments each sample.
 
-    ``available=False`` marks a bundle whose per-sample augmentation has no batched twin (the 3D bundle's
-    affine and intensity augmentation): switching it on there raises instead of silently training with
-    another augmentation.
+    The 2D bundles' is :class:`BatchStage2Augmentation` (output ``spatial_size``). A bundle that augments
+    with MONAI's affine and intensity transforms (the 3D bundle) passes that list as ``per_sample`` and
+    gets its batched twin, :meth:`BatchAffineIntensityAugmentation.from_transforms`.
     """
     if not enabled:
         return None
-    if not available:
-        raise ValueError(
-            "batched_augmentation: this bundle's stage-2 augmentation has no batched form; set batched_augmentation false"
-        )
+    if per_sample is not None:
+        return BatchAffineIntensityAugmentation.from_transforms(per_sample, seed=seed)
     return BatchStage2Augmentation(spatial_size=spatial_size, seed=seed)
-
 
 def _luminance(images: torch.Tensor) -> torch.Tensor:
     weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
