@@ -15,6 +15,10 @@ if [[ "${DEVICE:-cuda}" == cuda* ]] && command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
 fi
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'threads', torch.get_num_threads())"
+if [[ "${DEVICE:-cuda}" == cuda* ]] && "$PYTHON" -c "import pytest" 2>/dev/null; then
+    # the tests that only a GPU runs: fp16 loss scaling in the trainers
+    "$PYTHON" -m pytest -q tests/test_engines.py -k "float16" -p no:cacheprovider || echo "GPU-only tests FAILED"
+fi
 exec "$PYTHON" -m camcontrast_monai.gpu_check \
     --device "${DEVICE:-cuda}" --width "${WIDTH:-64}" --crop_size "${CROP:-224}" --batch_size "${BATCH:-120}" \
     --steps "${STEPS:-5}" --warmup "${WARMUP:-2}" --rounds "${ROUNDS:-3}" --num_workers "${WORKERS:-8}" \

@@ -8,6 +8,7 @@ from monai.transforms import Lambdad
 from camcontrast_monai.data import FixedCropDataset
 from camcontrast_monai.engines import (
     History,
+    MultilabelStage1Trainer,
     ResumableCheckpoint,
     Stage1Trainer,
     Stage2Trainer,
@@ -158,3 +159,72 @@ def test_stage2_trainer_augments_each_batch_with_the_iteration_as_step():
     trainer.run()
     assert calls == [(1, False, torch.float32), (2, False, torch.float32)]
     torch.testing.assert_close(seen[0], 1.0 - images)
+
+
+def _linear_multilabel_trainer(batches, accumulation_steps=1, prepare_batch=None):
+    """A network without batch norm and a mean loss, so 2 accumulated batches of 2 equal 1 batch of 4."""
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.5)
+    extra = {"prepare_batch": prepare_batch} if prepare_batch else {}
+    trainer = MultilabelStage1Trainer(
+        device="cpu", max_epochs=1, train_data_loader=batches, network=network, optimizer=optimizer,
+        loss_function=torch.nn.BCEWithLogitsLoss(), accumulation_steps=accumulation_steps, **extra,
+    )  # fmt: skip
+    return trainer, network
+
+
+def _multilabel_batches(batch_size):
+    generator = torch.Generator().manual_seed(1)
+    images, labels = torch.rand(8, 3, 4, 4, generator=generator), torch.randint(0, 2, (8, 2), generator=generator)
+    return [{"image": images[i : i + batch_size], "label": labels[i : i + batch_size]} for i in range(0, 8, batch_size)]
+
+
+def test_accumulated_gradients_step_as_one_larger_batch():
+    whole, whole_net = _linear_multilabel_trainer(_multilabel_batches(4))
+    accumulated, accumulated_net = _linear_multilabel_trainer(_multilabel_batches(2), accumulation_steps=2)
+    steps = []
+    accumulated.optimizer.register_step_post_hook(lambda *_: steps.append(accumulated.state.iteration))
+    whole.run()
+    accumulated.run()
+    assert steps == [2, 4]  # one optimiser step per 2 batches
+    for (name, value), other in zip(whole_net.state_dict().items(), accumulated_net.state_dict().values(), strict=True):
+        torch.testing.assert_close(other, value, rtol=1e-6, atol=1e-7, msg=name)
+    # an epoch that ends inside a window still steps: 3 batches with accumulation 2 step at 2 and 3
+    odd, _ = _linear_multilabel_trainer(_multilabel_batches(2)[:3], accumulation_steps=2)
+    odd_steps = []
+    odd.optimizer.register_step_post_hook(lambda *_: odd_steps.append(odd.state.iteration))
+    odd.run()
+    assert odd_steps == [2, 3]
+    with pytest.raises(ValueError, match="accumulation_steps"):
+        _linear_multilabel_trainer(_multilabel_batches(2), accumulation_steps=0)
+
+
+def test_a_prepare_batch_callable_maps_each_batch_first():
+    renamed = [{"pixels": b["image"], "targets": b["label"]} for b in _multilabel_batches(4)]
+    seen = []
+
+    def prepare(batch, device, non_blocking):
+        seen.append(device)
+        return {"image": batch["pixels"], "label": batch["targets"]}
+
+    trainer, _ = _linear_multilabel_trainer(renamed, prepare_batch=prepare)
+    trainer.run()
+    assert len(seen) == 2 and trainer.state.output[0]["loss"] > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 loss scaling is for CUDA; scripts/gpu_check.sh runs it there")
+def test_float16_on_cuda_scales_the_loss():
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2)).cuda()
+    trainer = MultilabelStage1Trainer(
+        device="cuda", max_epochs=1, train_data_loader=_multilabel_batches(4), network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1), loss_function=torch.nn.BCEWithLogitsLoss(),
+        autocast_dtype="float16",
+    )  # fmt: skip
+    trainer.run()
+    assert trainer.grad_scaler is not None and trainer.grad_scaler.get_scale() > 0
+
+
+def test_no_loss_scaler_off_cuda_or_without_float16():
+    trainer, _ = _linear_multilabel_trainer(_multilabel_batches(4))
+    assert trainer.grad_scaler is None

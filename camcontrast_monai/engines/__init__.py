@@ -29,13 +29,19 @@ from camcontrast_monai.engines.stage1 import (
     stage1_metrics,
     stage1_postprocessing,
 )
-from camcontrast_monai.engines.trainers import Stage1Trainer, Stage2Trainer, autocast_context
+from camcontrast_monai.engines.trainers import (
+    ForwardLossTrainer,
+    Stage1Trainer,
+    Stage2Trainer,
+    autocast_context,
+)
 
 __all__ = [
     "BroadcastBuffers",
     "EmbeddingWriter",
     "EncoderSnapshots",
     "EpochSeeding",
+    "ForwardLossTrainer",
     "History",
     "LogitsAndCAMs",
     "MultiViewTrainer",

@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from monai.utils import CommonKeys as Keys
 
-from camcontrast_monai.engines.trainers import _TwoStageTrainer
+from camcontrast_monai.engines.trainers import ForwardLossTrainer
 
 __all__ = ["MultiViewTrainer"]
 
 
-class MultiViewTrainer(_TwoStageTrainer):
+class MultiViewTrainer(ForwardLossTrainer):
     """One iteration: ``loss_function(*network(views), [labels])`` for one or more views of each sample.
 
     All views go through the network in one concatenated batch (so batch norm sees every view, as in

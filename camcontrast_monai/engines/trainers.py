@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 from monai.engines import SupervisedTrainer
-from monai.engines.utils import IterationEvents
+from monai.engines.utils import IterationEvents, default_prepare_batch
 from monai.utils import CommonKeys as Keys
 from torch.nn.parallel import DistributedDataParallel
 
 from camcontrast_monai.engines.distributed import LogitsAndCAMs
 
-__all__ = ["Stage1Trainer", "Stage2Trainer", "autocast_context"]
+__all__ = ["ForwardLossTrainer", "Stage1Trainer", "Stage2Trainer", "autocast_context"]
 
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}  # by tensor rank: 2D and 3D images
@@ -37,16 +37,34 @@ def autocast_context(device: torch.device | str, dtype: str | None) -> contextli
     return torch.autocast(torch.device(device).type, dtype=_AUTOCAST_DTYPES[dtype])
 
 
-class _TwoStageTrainer(SupervisedTrainer):
-    """A ``SupervisedTrainer`` whose iteration calls :meth:`forward_loss` instead of inferer + loss."""
+class ForwardLossTrainer(SupervisedTrainer):
+    """A ``SupervisedTrainer`` whose iteration calls :meth:`forward_loss` instead of inferer + loss.
+
+    It keeps what ``SupervisedTrainer``'s own iteration offers around the forward pass:
+
+    - ``prepare_batch``: a callable ``(batch, device, non_blocking) -> batch dict`` applied to each
+      collated batch first (MONAI's default, which returns an ``(image, label)`` pair, is not called:
+      these trainers read their keys from the dict themselves);
+    - ``autocast_dtype``: ``"bfloat16"`` or ``"float16"`` autocast of the forward pass; with float16 on
+      CUDA the loss is scaled by a ``torch.amp.GradScaler``, as ``SupervisedTrainer(amp=True)`` does;
+    - ``accumulation_steps``: gradients of that many batches are summed (each loss divided by it) before
+      one optimiser step, with a step at every epoch's end, as MONAI's ``GradientAccumulation``;
+    - ``channels_last``: the network and every image batch in channels-last memory format.
+    """
 
     def __init__(
-        self, *args: Any, autocast_dtype: str | None = None, channels_last: bool = False, **kwargs: Any
-    ) -> None:
+        self, *args: Any, autocast_dtype: str | None = None, channels_last: bool = False, accumulation_steps: int = 1,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)  # decollate=True, MONAI's default: tracking handlers read output[0]
+        if accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
         self.autocast_dtype = autocast_dtype
         autocast_context(self.state.device, autocast_dtype)  # validate the dtype now, not at iteration 1
         self.channels_last = channels_last
+        self.accumulation_steps = accumulation_steps
+        on_cuda = torch.device(self.state.device).type == "cuda"
+        self.grad_scaler = torch.amp.GradScaler("cuda") if autocast_dtype == "float16" and on_cuda else None
         self._network_format: torch.memory_format | None = None
 
     def _to_device(self, batch: Mapping[str, Any], key: str) -> torch.Tensor:
@@ -69,20 +87,32 @@ class _TwoStageTrainer(SupervisedTrainer):
     def _iteration(self, engine: SupervisedTrainer, batchdata: Mapping[str, Any]) -> dict[str, Any]:
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
+        if engine.prepare_batch is not default_prepare_batch:
+            batchdata = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)
+        in_epoch = (engine.state.iteration - 1) % engine.state.epoch_length  # 0-based position in the epoch
+        window_starts = in_epoch % self.accumulation_steps == 0
+        window_ends = (in_epoch + 1) % self.accumulation_steps == 0 or in_epoch + 1 == engine.state.epoch_length
         engine.network.train()
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        if window_starts:
+            engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         with autocast_context(engine.state.device, self.autocast_dtype):
             engine.state.output = self.forward_loss(batchdata)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        engine.state.output[Keys.LOSS].backward()
+        loss = engine.state.output[Keys.LOSS] / self.accumulation_steps
+        (self.grad_scaler.scale(loss) if self.grad_scaler else loss).backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        engine.optimizer.step()
+        if window_ends:
+            if self.grad_scaler:
+                self.grad_scaler.step(engine.optimizer)
+                self.grad_scaler.update()
+            else:
+                engine.optimizer.step()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
 
 
-class Stage1Trainer(_TwoStageTrainer):
+class Stage1Trainer(ForwardLossTrainer):
     """Stage 1: trains a :class:`~camcontrast_monai.networks.CAMClassifier` on coarse labels with Eq. 2.
 
     ``loss_function`` is a :class:`~camcontrast_monai.losses.CAMClassifierLoss`; the network must offer
@@ -119,7 +149,7 @@ class Stage1Trainer(_TwoStageTrainer):
         return {Keys.IMAGE: images, Keys.LABEL: labels, Keys.PRED: logits, **terms}
 
 
-class Stage2Trainer(_TwoStageTrainer):
+class Stage2Trainer(ForwardLossTrainer):
     """Stage 2: trains a :class:`~camcontrast_monai.networks.CAMContrastNet` on image/heatmap crop pairs.
 
     ``loss_function`` is an :class:`~camcontrast_monai.losses.NTXentLoss`. Batches are
