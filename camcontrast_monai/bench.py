@@ -26,7 +26,10 @@ from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
 from camcontrast_monai.networks.contrastive import CAMContrastNet
 from camcontrast_monai.runtime import tune_malloc
 
-__all__ = ["bench_step", "matmul_peak_gflops", "count_step_flops", "format_report", "KNOWN_VARIANTS"]
+__all__ = [
+    "KNOWN_VARIANTS", "bench_step", "bf16_supported", "count_step_flops", "format_report", "matmul_peak_gflops", "parse_variant",
+    "synchronize",
+]  # fmt: skip
 
 KNOWN_VARIANTS = ("fp32", "bf16", "fp32+channels_last", "bf16+channels_last")
 HEATMAP_STRIDE = 16  # heatmaps are (S/16, S/16) for an S-pixel crop, as in the real pipeline
@@ -35,7 +38,7 @@ LEARNING_RATE = 0.003
 MOMENTUM = 0.95
 
 
-def _synchronize(device: torch.device | str) -> None:
+def synchronize(device: torch.device | str) -> None:
     """Wait for queued GPU work, so wall-clock times cover it (no-op on the CPU)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
@@ -51,17 +54,17 @@ def matmul_peak_gflops(
     a = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     b = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     torch.mm(a, b)  # warm-up: thread pool, kernel selection
-    _synchronize(device)
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
-        _synchronize(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2.0 * size**3 / max(best, 1e-12) / 1e9
 
 
-def _bf16_supported() -> tuple[bool, str]:
+def bf16_supported() -> tuple[bool, str]:
     """Whether bfloat16 autocast works on this CPU, and a note saying why not."""
     try:
         native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -84,7 +87,7 @@ def _measure_peaks(size: int, bf16: bool, device: torch.device) -> dict[str, flo
     return peaks
 
 
-def _parse_variant(variant: str) -> tuple[str | None, bool]:
+def parse_variant(variant: str) -> tuple[str | None, bool]:
     if variant not in KNOWN_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {KNOWN_VARIANTS}")
     return ("bfloat16" if variant.startswith("bf16") else None), variant.endswith("+channels_last")
@@ -162,16 +165,16 @@ def bench_step(
     if not variants:
         raise ValueError("need at least one variant")
     for variant in variants:
-        _parse_variant(variant)
+        parse_variant(variant)
     malloc_tuned = tune_malloc()
     device_t = torch.device(device)
     on_gpu = device_t.type == "cuda"
 
     notes: list[str] = []
-    bf16_ok, bf16_note = (torch.cuda.is_bf16_supported(), "GPU lacks bf16") if on_gpu else _bf16_supported()
+    bf16_ok, bf16_note = (torch.cuda.is_bf16_supported(), "GPU lacks bf16") if on_gpu else bf16_supported()
     runnable = []
     for variant in variants:
-        autocast_dtype, channels_last = _parse_variant(variant)
+        autocast_dtype, channels_last = parse_variant(variant)
         if autocast_dtype and not bf16_ok:
             notes.append(f"skipped {variant}: {bf16_note}")
         elif channels_last and spatial_dims != 2:
@@ -201,7 +204,7 @@ def bench_step(
     losses: dict[str, list[float]] = {}
     for round_index in range(rounds):
         for variant in runnable:
-            autocast_dtype, channels_last = _parse_variant(variant)
+            autocast_dtype, channels_last = parse_variant(variant)
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
             network.to(memory_format=memory_format)
             network.load_state_dict(initial_state)
@@ -218,11 +221,11 @@ def bench_step(
                 torch.cuda.reset_peak_memory_stats(device_t)
             for image, heatmap in run_batches[:warmup]:
                 step_losses.append(_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype))
-            _synchronize(device_t)
+            synchronize(device_t)
             start = time.perf_counter()
             for image, heatmap in run_batches[warmup:]:
                 step_losses.append(_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype))
-            _synchronize(device_t)
+            synchronize(device_t)
             elapsed = time.perf_counter() - start
             if on_gpu:
                 peak_gpu[variant] = max(peak_gpu.get(variant, 0), torch.cuda.max_memory_allocated(device_t))

@@ -49,7 +49,7 @@ from monai.transforms import (
 )
 from PIL import Image
 
-from camcontrast_monai.bench import HEATMAP_STRIDE, TEMPERATURE, _bf16_supported, _parse_variant, _synchronize
+from camcontrast_monai.bench import HEATMAP_STRIDE, TEMPERATURE, bf16_supported, parse_variant, synchronize
 from camcontrast_monai.data.datasets import FixedCropDataset
 from camcontrast_monai.engines.heatmaps import generate_heatmaps
 from camcontrast_monai.engines.trainers import Stage2Trainer, autocast_context
@@ -271,11 +271,11 @@ class _Timer:
         self.step += 1
         if self.step == self.warmup:
             self.on_timing_start()
-            _synchronize(self.device)
+            synchronize(self.device)
             self.start = time.perf_counter()
 
     def finish(self) -> None:
-        _synchronize(self.device)
+        synchronize(self.device)
         self.end = time.perf_counter()
 
 
@@ -362,11 +362,11 @@ def bench_pipeline(
     malloc_tuned = tune_malloc()
     notes: list[str] = []
     if precision == "auto":
-        bf16_ok, why = (True, "") if device_t.type == "cuda" else _bf16_supported()
+        bf16_ok, why = (True, "") if device_t.type == "cuda" else bf16_supported()
         precision = "bf16+channels_last" if bf16_ok else "fp32"
         if not bf16_ok:
             notes.append(f"precision auto -> fp32: {why}")
-    autocast_dtype, channels_last = _parse_variant(precision)
+    autocast_dtype, channels_last = parse_variant(precision)
     image_size = 2 * crop_size
     needed_images = -(-(warmup + steps) * batch_size // 5)
     n_images = n_images or needed_images
@@ -612,13 +612,13 @@ def bench_heatmaps(
                 classifier, datalist, transform, str(Path(root) / f"out{round_index}"), batch_size=batch_size,
                 num_workers=num_workers, device=device_t,
             )  # fmt: skip
-            _synchronize(device_t)
+            synchronize(device_t)
             full.append(n_images / (time.perf_counter() - start))
             start = time.perf_counter()
             with torch.no_grad():
                 for first in range(0, n_images, batch_size):
                     cam_heatmaps(classifier, resident[first : first + batch_size].to(device_t))
-            _synchronize(device_t)
+            synchronize(device_t)
             compute.append(n_images / (time.perf_counter() - start))
     report = {
         "config": {

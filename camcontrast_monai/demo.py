@@ -36,7 +36,7 @@ from camcontrast_monai.report.localisation import localisation_summary, roc_auc
 from camcontrast_monai.report.stage2 import stage2_loss_position
 from camcontrast_monai.report.tables import markdown_table, write_json
 
-__all__ = ["DemoPlan", "FULL", "QUICK", "StepAnnouncer", "demo_overrides", "run_demo"]
+__all__ = ["DemoPlan", "FULL", "QUICK", "StepAnnouncer", "demo_overrides", "read_history", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,12 +219,12 @@ def _stage2_position(out_dir: Path, plan: DemoPlan) -> dict[str, Any]:
     """The stage-2 loss between collapse and its floor, for the pretraining set's share of normal images."""
     pairs = json.loads((out_dir / "runs/heatmaps/heatmap_datalist.json").read_text())
     normal_fraction = float(np.mean([int(entry["label"]) == 0 for entry in pairs]))
-    losses = [value for _, value in _history(out_dir / "runs/pretrain/loss_history.json")["loss"]]
+    losses = [value for _, value in read_history(out_dir / "runs/pretrain/loss_history.json")["loss"]]
     temperature = json.loads((bundle_path() / "configs" / "pretrain.json").read_text())["temperature"]
     return stage2_loss_position(losses, plan.pretrain_epochs, plan.pretrain_batch_size, normal_fraction, temperature)
 
 
-def _history(path: Path) -> dict[str, list]:
+def read_history(path: Path) -> dict[str, list]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -246,9 +246,9 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
 
     rows, bars = [], {}
     curves: dict[str, dict[str, list]] = {
-        "stage 1 loss": _history(runs / "stage1/loss_history.json"),
-        "stage 1 validation": _history(runs / "stage1/val_history.json"),
-        "stage 2 NT-Xent": _history(runs / "pretrain/loss_history.json"),
+        "stage 1 loss": read_history(runs / "stage1/loss_history.json"),
+        "stage 1 validation": read_history(runs / "stage1/val_history.json"),
+        "stage 2 NT-Xent": read_history(runs / "pretrain/loss_history.json"),
     }
     for task in ("grading", *plan.seg_tasks):
         bars[f"{task} ({TASK_METRICS[task]})"] = {}
@@ -258,7 +258,7 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
             score = next(iter(result["metrics"].values()))
             rows.append({"task": task, "metric": TASK_METRICS[task], "init": init, "test score": score, "train images": result["n_train"], "test images": result["n_test"]})
             bars[f"{task} ({TASK_METRICS[task]})"][init] = score
-            curves.setdefault(f"fine-tune {task}", {})[init] = _history(run / "loss_history.json").get("loss", [])
+            curves.setdefault(f"fine-tune {task}", {})[init] = read_history(run / "loss_history.json").get("loss", [])
     save_curves(
         {name: series for name, series in curves.items() if series}, report / "curves.png", "training curves",
         xlabel="iteration (validation: epoch)", ylabel={"stage 1 validation": "AUC / accuracy"},

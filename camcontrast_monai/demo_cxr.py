@@ -29,7 +29,7 @@ from camcontrast_monai.apps.probe import (
 )
 from camcontrast_monai.data.cxr_readers import CHESTXRAY14_LABELS
 from camcontrast_monai.data.synthetic_cxr import CXR_FINDINGS, write_chestxray14_dataset, write_siim_dataset
-from camcontrast_monai.demo import StepAnnouncer, _history, demo_overrides
+from camcontrast_monai.demo import StepAnnouncer, demo_overrides, read_history
 from camcontrast_monai.report.figures import save_bar_chart, save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import localisation_summary, roc_auc
 from camcontrast_monai.report.tables import markdown_table, write_json
@@ -202,9 +202,9 @@ def write_cxr_report(
         )  # fmt: skip
 
     rows, bars, per_class, curves = [], {}, {}, {
-        "stage 1 loss": _history(runs / "stage1/loss_history.json"),
-        "stage 1 validation AUC": _history(runs / "stage1/val_history.json"),
-        "stage 2 NT-Xent": _history(runs / "pretrain/loss_history.json"),
+        "stage 1 loss": read_history(runs / "stage1/loss_history.json"),
+        "stage 1 validation AUC": read_history(runs / "stage1/val_history.json"),
+        "stage 2 NT-Xent": read_history(runs / "pretrain/loss_history.json"),
     }
     for task, metric, fractions in (
         ("chestxray14", "mean AUC-ROC (14 labels, linear evaluation)", plan.linear_fractions),
@@ -220,7 +220,7 @@ def write_cxr_report(
                 rows.append({"task": task, "metric": metric, "labels used": f"{fraction:.0%}", "init": init, "test score": score,
                              "train images": result["n_train"], "test images": result["n_test"]})  # fmt: skip
                 bars[group][init] = score
-                curves.setdefault(f"{task} {fraction:.0%} loss", {})[init] = _history(run / "loss_history.json").get("loss", [])
+                curves.setdefault(f"{task} {fraction:.0%} loss", {})[init] = read_history(run / "loss_history.json").get("loss", [])
                 if task == "chestxray14" and fraction == max(fractions):
                     per_class[init] = dict(zip(result["classes"], result["per_class"], strict=True))
     per_class_rows = [

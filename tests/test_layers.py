@@ -50,3 +50,27 @@ def test_an_upward_import_is_found(tmp_path):
     (package / "losses").mkdir(parents=True)
     (package / "losses" / "loss.py").write_text("import torch\nfrom camcontrast_monai.utils import as_switch\nfrom camcontrast_monai.engines import x\n")
     assert upward_imports(package) == ["camcontrast_monai/losses/loss.py:3 imports camcontrast_monai.engines from a layer above"]
+
+
+def cross_module_private_imports(package: Path = PACKAGE) -> list[str]:
+    """``from camcontrast_monai.x import _name``: a private name used outside its module."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(package.name):
+                found += [f"{path.relative_to(package.parent)}:{node.lineno} imports {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    return found
+
+
+def test_no_private_name_crosses_a_module_and_no_mock_in_the_package():
+    private = cross_module_private_imports()
+    assert not private, "give what is shared a public name:\n" + "\n".join(private)
+    mocking = [str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py") if "unittest.mock" in p.read_text() or "from unittest import mock" in p.read_text()]
+    assert not mocking, mocking
+
+
+def test_a_private_import_is_found(tmp_path):
+    package = tmp_path / "camcontrast_monai"
+    package.mkdir()
+    (package / "app.py").write_text("from camcontrast_monai.bench import _helper, public\n")
+    assert cross_module_private_imports(package) == ["camcontrast_monai/app.py:1 imports camcontrast_monai.bench._helper"]

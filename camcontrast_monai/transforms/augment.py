@@ -135,7 +135,7 @@ def hue_shift_matrices(shifts: torch.Tensor) -> torch.Tensor:
     return _YIQ_TO_RGB.to(angle.device) @ rotation @ _RGB_TO_YIQ.to(angle.device)
 
 
-_JITTER_OPERATIONS = {
+JITTER_OPERATIONS = {
     "brightness": adjust_brightness,
     "contrast": adjust_contrast,
     "saturation": adjust_saturation,
@@ -143,8 +143,8 @@ _JITTER_OPERATIONS = {
 }
 
 
-def _jitter_ranges(brightness: float, contrast: float, saturation: float, hue: float) -> dict[str, tuple[float, float]]:
-    """Colour-jitter draw ranges, keyed in the order of ``_JITTER_OPERATIONS``: factors for brightness,
+def jitter_ranges(brightness: float, contrast: float, saturation: float, hue: float) -> dict[str, tuple[float, float]]:
+    """Colour-jitter draw ranges, keyed in the order of ``JITTER_OPERATIONS``: factors for brightness,
     contrast and saturation, a shift in turns for hue."""
     if not 0.0 <= hue <= 0.5:
         raise ValueError(f"hue must be in [0, 0.5], got {hue}.")
@@ -156,7 +156,7 @@ def _jitter_ranges(brightness: float, contrast: float, saturation: float, hue: f
     }
 
 
-def _check_region_ranges(scale: tuple[float, float], ratio: tuple[float, float]) -> None:
+def check_region_ranges(scale: tuple[float, float], ratio: tuple[float, float]) -> None:
     """Validate RandResizedCrop's area-fraction and aspect-ratio ranges."""
     if not 0.0 < scale[0] <= scale[1] <= 1.0:
         raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {scale}.")
@@ -193,7 +193,7 @@ class RandColorJitter(RandomizableTransform):
         hue: float = 0.1,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
-        self.ranges = _jitter_ranges(brightness, contrast, saturation, hue)
+        self.ranges = jitter_ranges(brightness, contrast, saturation, hue)
         self.factors: dict[str, float] = {}
         self.order: list[str] = []
 
@@ -217,7 +217,7 @@ class RandColorJitter(RandomizableTransform):
             low, high = self.ranges[name]
             if low == high or (name in ("saturation", "hue") and not is_rgb):
                 continue
-            img_t = _JITTER_OPERATIONS[name](img_t, self.factors[name])
+            img_t = JITTER_OPERATIONS[name](img_t, self.factors[name])
         out, *_ = convert_to_dst_type(img_t, img, dtype=img_t.dtype)
         return out
 
@@ -341,7 +341,7 @@ class RandResizedCrop(RandomizableTransform):
         mode: str = "bilinear",
     ) -> None:
         RandomizableTransform.__init__(self, prob=1.0)
-        _check_region_ranges(scale, ratio)
+        check_region_ranges(scale, ratio)
         self.scale = scale
         self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
         self.spatial_size = spatial_size

@@ -27,18 +27,18 @@ import torch
 import torch.nn.functional as F
 
 from camcontrast_monai.transforms.augment import (
-    _JITTER_OPERATIONS,
+    JITTER_OPERATIONS,
     LUMA_WEIGHTS,
     RandResizedCrop,
-    _check_region_ranges,
-    _jitter_ranges,
+    check_region_ranges,
     hue_shift_matrices,
+    jitter_ranges,
 )
 from camcontrast_monai.transforms.batch_affine import BatchAffineIntensityAugmentation
 
 __all__ = ["BatchStage2Augmentation", "resized_crop_flip_rotate_grid", "stage2_batch_augmentation"]
 
-_JITTER_NAMES = tuple(_JITTER_OPERATIONS)  # the per-sample jitter's names, in the same order
+_JITTER_NAMES = tuple(JITTER_OPERATIONS)  # the per-sample jitter's names, in the same order
 
 
 def resized_crop_flip_rotate_grid(
@@ -120,7 +120,7 @@ class BatchStage2Augmentation:
         grayscale_prob: float = 0.2,
         seed: int = 0,
     ) -> None:
-        _check_region_ranges(scale, ratio)
+        check_region_ranges(scale, ratio)
         for name, prob in (("flip_prob", flip_prob), ("rotate_prob", rotate_prob), ("jitter_prob", jitter_prob),
                            ("grayscale_prob", grayscale_prob)):  # fmt: skip
             if not 0.0 <= prob <= 1.0:
@@ -130,7 +130,7 @@ class BatchStage2Augmentation:
         self.flip_prob, self.rotate_prob = flip_prob, rotate_prob
         self.max_angle = math.radians(rotate_degrees)
         self.jitter_prob, self.grayscale_prob = jitter_prob, grayscale_prob
-        self.ranges = _jitter_ranges(brightness, contrast, saturation, hue)
+        self.ranges = jitter_ranges(brightness, contrast, saturation, hue)
         self.seed = seed
 
     def generator(self, step: int, device: torch.device) -> torch.Generator:
