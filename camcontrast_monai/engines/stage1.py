@@ -42,7 +42,7 @@ def stage1_postprocessing(multilabel: bool) -> Compose:
         Activationsd(keys="pred", softmax=True),
         CopyItemsd(keys="pred", names="pred_class"),
         AsDiscreted(keys=["pred_class", "label"], argmax=[True, False], to_onehot=2),
-        ToDeviced(keys=["pred_class", "label"], device="cpu"),  # label: a tensor on the evaluator's device by now
+        ToDeviced(keys="label", device="cpu"),  # pred_class comes from pred, on the CPU already; label from the device
     ])  # fmt: skip
 
 
