@@ -1,7 +1,7 @@
 """CAMContrast on MONAI: coarse-to-fine representation learning for medical images via class activation maps."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
-from camcontrast_monai.runtime import tune_malloc_unless_disabled as _tune_malloc_unless_disabled
+from camcontrast_monai.utils.runtime import tune_malloc_unless_disabled as _tune_malloc_unless_disabled
 
-_tune_malloc_unless_disabled()  # every entry point, bundle runs included (see camcontrast_monai.runtime)
+_tune_malloc_unless_disabled()  # every entry point, bundle runs included (see camcontrast_monai.utils.runtime)

@@ -24,8 +24,8 @@ from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resize, Sca
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.data import read_idrid_grading
-from camcontrast_monai.data.synthetic_fundus import write_fundus_dataset
 from camcontrast_monai.networks import UNetEncoder
+from camcontrast_monai.synthetic.fundus import write_fundus_dataset
 
 
 def probe_features(state: dict | None, images: torch.Tensor, width: int) -> torch.Tensor:

@@ -19,8 +19,8 @@ if [[ "${DEVICE:-cuda}" == cuda* ]] && "$PYTHON" -c "import pytest" 2>/dev/null;
     # the tests that only a GPU runs: fp16 loss scaling in the trainers
     "$PYTHON" -m pytest -q tests/test_engines.py -k "float16" -p no:cacheprovider || echo "GPU-only tests FAILED"
 fi
-exec "$PYTHON" -m camcontrast_monai.gpu_check \
+exec "$PYTHON" -m camcontrast_monai.apps.cli bench gpu \
     --device "${DEVICE:-cuda}" --width "${WIDTH:-64}" --crop_size "${CROP:-224}" --batch_size "${BATCH:-120}" \
     --steps "${STEPS:-5}" --warmup "${WARMUP:-2}" --rounds "${ROUNDS:-3}" --num_workers "${WORKERS:-8}" \
     --peak_size "${PEAK:-8192}" --variants "${VARIANTS:-fp32,bf16,bf16+channels_last}" \
-    --precision "${PRECISION:-bf16}" --json "$RESULT"
+    --precision "${PRECISION:-bf16}" --json_out "$RESULT"

@@ -12,6 +12,8 @@ import monai.apps.utils
 import monai.bundle.scripts
 import pytest
 
+from camcontrast_monai.synthetic import write_fundus_dataset
+
 
 @pytest.fixture
 def no_network(monkeypatch):
@@ -106,3 +108,14 @@ def tiny_data():
         return folder
 
     return write
+
+
+@pytest.fixture(scope="session")
+def fundus_dataset_dir(tmp_path_factory) -> Path:
+    """The fundus bundle's ``dataset_dir`` at test size, written once per session: ``pretrain/`` (16
+    ODIR-style images, seed 0) and ``downstream/`` (15 IDRiD-style images, seed 1), 64 px. The bundle
+    only reads it (every run writes under its own ``output_dir``), so tests share it."""
+    root = tmp_path_factory.mktemp("fundus_dataset")
+    write_fundus_dataset(root / "pretrain", n=16, seed=0, image_size=64)
+    write_fundus_dataset(root / "downstream", n=15, seed=1, image_size=64)
+    return root

@@ -10,9 +10,9 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.compare import ABLATIONS
-from camcontrast_monai.data import write_fundus_dataset
+from camcontrast_monai.apps.compare import ABLATIONS
 from camcontrast_monai.networks import CAMClassifier
+from camcontrast_monai.synthetic import write_fundus_dataset
 from camcontrast_monai.transforms import BackgroundSuppression, RandPairedCropd, unweighted_heatmaps
 
 BUNDLE = bundle_path()

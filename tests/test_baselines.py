@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.data import write_fundus_dataset
 from camcontrast_monai.engines import MultiViewTrainer
 from camcontrast_monai.losses import SimCLRLoss, SupConLoss, nt_xent, supcon_loss
 from camcontrast_monai.networks import UNetEncoder
+from camcontrast_monai.synthetic import write_fundus_dataset
 
 BUNDLE = bundle_path()
 E = math.e

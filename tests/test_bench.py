@@ -7,7 +7,7 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from camcontrast_monai.bench import bench_step, format_report, matmul_peak_gflops
+from camcontrast_monai.apps.bench.step import bench_step, format_report, matmul_peak_gflops
 from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
 from camcontrast_monai.networks.contrastive import CAMContrastNet
 

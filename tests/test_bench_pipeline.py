@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from camcontrast_monai.bench_pipeline import (
+from camcontrast_monai.apps.bench.gpu_check import project_hours
+from camcontrast_monai.apps.bench.pipeline import (
     PIPELINES,
     ReferenceCropDataset,
     bench_heatmaps,
@@ -21,7 +22,6 @@ from camcontrast_monai.bench_pipeline import (
     write_reference_crops,
     write_source_images,
 )
-from camcontrast_monai.gpu_check import project_hours
 from camcontrast_monai.transforms.crops import fixed_crop_boxes
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ def test_console_script_writes_a_synthetic_dataset(tmp_path):
 
 @pytest.mark.slow
 def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
-    result = run([sys.executable, "-m", "camcontrast_monai.cli", "demo", "--quick", "--out", "out"], tmp_path)
+    result = run([sys.executable, "-m", "camcontrast_monai.apps.cli", "demo", "--quick", "--out", "out"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "out" / "report"
     assert f"report written to {report / 'README.md'}" in result.stdout

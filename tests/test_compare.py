@@ -5,7 +5,13 @@ import math
 
 import pytest
 
-from camcontrast_monai.compare import ABLATIONS, MethodSpec, parse_method, run_compare, select_and_summarise
+from camcontrast_monai.apps.compare import (
+    ABLATIONS,
+    MethodSpec,
+    parse_method,
+    run_compare,
+    select_and_summarise,
+)
 from camcontrast_monai.report.tables import write_json
 
 

@@ -12,8 +12,8 @@ from camcontrast_monai.data import (
     read_odir_annotations,
     split_by_patient,
     subsample_by_patient,
-    write_fundus_dataset,
 )
+from camcontrast_monai.synthetic import write_fundus_dataset
 from camcontrast_monai.transforms import stage2_image_augmentation
 
 

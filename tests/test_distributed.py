@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from camcontrast_monai.data import write_fundus_dataset
 from camcontrast_monai.engines.distributed import distributed_world_size, evaluation_sampler, gather_with_grad
 from camcontrast_monai.losses import ImageHeatmapNTXentLoss, NTXentLoss, nt_xent
 from camcontrast_monai.networks import CAMClassifier, CAMContrastNet
@@ -132,11 +131,9 @@ def _tensorboard_writers(log_dir: Path) -> set[str]:
 
 
 @pytest.fixture
-def fundus_data(tmp_path):
-    write_fundus_dataset(tmp_path / "data" / "pretrain", n=16, seed=0, image_size=64)
-    write_fundus_dataset(tmp_path / "data" / "downstream", n=15, seed=1, image_size=64)
+def fundus_data(tmp_path, fundus_dataset_dir):
     return {
-        "dataset_dir": tmp_path / "data", "output_dir": tmp_path / "runs", "width": 4, "image_size": 32,
+        "dataset_dir": fundus_dataset_dir, "output_dir": tmp_path / "runs", "width": 4, "image_size": 32,
         "num_workers": 0,
     }  # fmt: skip
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import fire
 import pytest
 
-from camcontrast_monai import cli
+from camcontrast_monai.apps import cli
 from camcontrast_monai.apps.bundle import export_bundle
 
 REPO = Path(__file__).resolve().parents[1]

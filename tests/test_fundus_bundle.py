@@ -8,22 +8,20 @@ import pytest
 import torch
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.data import write_fundus_dataset
 from camcontrast_monai.networks import CAMClassifier, pretrained_unet
+from camcontrast_monai.synthetic import write_fundus_dataset
 
 BUNDLE = bundle_path()
 IMAGE_SIZE, WIDTH = 64, 2
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def pipeline(tmp_path_factory, fundus_dataset_dir):
     """Stage 1 -> heatmaps -> stage 2 once for the whole module; returns the paths and overrides."""
     root = tmp_path_factory.mktemp("fundus_bundle")
-    write_fundus_dataset(root / "data" / "pretrain", n=16, seed=0, image_size=64)
-    write_fundus_dataset(root / "data" / "downstream", n=15, seed=1, image_size=64)
     common = {
         "bundle_root": str(BUNDLE),
-        "dataset_dir": str(root / "data"),
+        "dataset_dir": str(fundus_dataset_dir),
         "output_dir": str(root / "runs"),
         "encoder_path": str(root / "models" / "model.pt"),
         "width": WIDTH,
@@ -64,7 +62,7 @@ def test_heatmaps_are_lossless_suppressed_and_small(pipeline):
             assert not heatmap.any(), "negative suppression must zero every normal heatmap"
     # the crop set on disk is the source images plus one tiny heatmap each: no crop copies
     heatmap_bytes = sum(p.stat().st_size for p in (root / "runs" / "heatmaps" / "heatmaps").iterdir())
-    image_bytes = sum(p.stat().st_size for p in (root / "data" / "pretrain" / "images").iterdir())
+    image_bytes = sum(p.stat().st_size for p in (Path(pipeline["common"]["dataset_dir"]) / "pretrain" / "images").iterdir())
     assert heatmap_bytes < 0.1 * image_bytes
 
 

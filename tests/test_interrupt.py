@@ -21,7 +21,7 @@ from monai.data import DataLoader, Dataset
 from monai.transforms import Compose, RandFlipd, RandGaussianNoised
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.data import FixedCropDataset, write_fundus_dataset
+from camcontrast_monai.data import FixedCropDataset
 from camcontrast_monai.engines import (
     History,
     ResumableCheckpoint,
@@ -32,6 +32,7 @@ from camcontrast_monai.engines import (
 from camcontrast_monai.engines.handlers import EpochSeeding
 from camcontrast_monai.losses import CAMClassifierLoss, ImageHeatmapNTXentLoss
 from camcontrast_monai.networks import CAMClassifier, CAMContrastNet
+from camcontrast_monai.synthetic import write_fundus_dataset
 from camcontrast_monai.transforms import stage2_image_augmentation
 
 BUNDLE = bundle_path()

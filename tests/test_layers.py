@@ -1,22 +1,23 @@
-"""Imports only point down: utils <- networks <- losses, transforms, metrics <- data <- engines <- report <- apps.
+"""Imports only point down: utils <- networks <- losses, transforms, metrics <- data <- synthetic, engines <- report <- apps.
 
-``io`` and ``runtime`` at the package root are utilities; every other root module (the CLI, the demos,
-the comparison, the benchmarks) and ``apps/`` are applications, which may import anything.
+Every module lives in one of these folders; the package root holds only ``__init__.py``.
 """
 
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "camcontrast_monai"
-LAYERS = {"utils": 0, "io": 0, "runtime": 0, "networks": 1, "losses": 2, "transforms": 2, "metrics": 2, "data": 3, "engines": 4, "report": 5}
-APPLICATIONS = max(LAYERS.values()) + 1
+LAYERS = {
+    "utils": 0, "networks": 1, "losses": 2, "transforms": 2, "metrics": 2, "data": 3, "synthetic": 4, "engines": 4,
+    "report": 5, "apps": 6,
+}  # fmt: skip
 
 
 def layer(parts: list[str]) -> int | None:
     """The layer of ``camcontrast_monai.<parts>``; None for the package itself."""
     if not parts or parts[0] == "__init__":
         return None
-    return LAYERS.get(parts[0], APPLICATIONS)
+    return LAYERS[parts[0]]
 
 
 def upward_imports(package: Path = PACKAGE) -> list[str]:
@@ -38,6 +39,13 @@ def upward_imports(package: Path = PACKAGE) -> list[str]:
                 if target is not None and target > own:
                     found.append(f"{path.relative_to(package.parent)}:{node.lineno} imports {module} from a layer above")
     return found
+
+
+def test_every_module_is_in_a_layer_folder():
+    loose = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
+    assert not loose, f"modules at the package root, outside every layer: {loose}"
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders <= set(LAYERS), f"package folders without a layer: {sorted(folders - set(LAYERS))}"
 
 
 def test_imports_only_point_down():
@@ -72,5 +80,5 @@ def test_no_private_name_crosses_a_module_and_no_mock_in_the_package():
 def test_a_private_import_is_found(tmp_path):
     package = tmp_path / "camcontrast_monai"
     package.mkdir()
-    (package / "app.py").write_text("from camcontrast_monai.bench import _helper, public\n")
-    assert cross_module_private_imports(package) == ["camcontrast_monai/app.py:1 imports camcontrast_monai.bench._helper"]
+    (package / "app.py").write_text("from camcontrast_monai.apps.bench.step import _helper, public\n")
+    assert cross_module_private_imports(package) == ["camcontrast_monai/app.py:1 imports camcontrast_monai.apps.bench.step._helper"]

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.data import write_mri_dataset
 from camcontrast_monai.networks import ResNetEncoder, load_encoder_weights
+from camcontrast_monai.synthetic import write_mri_dataset
 from camcontrast_monai.transforms import BatchAffineIntensityAugmentation
 
 BUNDLE = bundle_path("camcontrast_mri3d")
@@ -138,7 +138,7 @@ def test_metadata_verifies_against_the_repository_schema():
     schema = BUNDLE.parents[1] / "schemas" / "meta_schema.json"
     monai.bundle.verify_metadata(meta_file=str(BUNDLE / "configs" / "metadata.json"), filepath=str(schema))
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
-    assert meta["version"] == "0.4.0" and {"0.1.0", "0.2.0", "0.3.0", "0.4.0"} <= set(meta["changelog"])
+    assert meta["version"] == "0.5.0" and {"0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"} <= set(meta["changelog"])
 
 
 

@@ -10,15 +10,9 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
 from camcontrast_monai.apps.bundle import bundle_path
-from camcontrast_monai.data import (
-    crossval_splits,
-    generate_brain,
-    mri_affine,
-    patient_folds,
-    read_clinica_tsv,
-    write_mri_dataset,
-)
+from camcontrast_monai.data import crossval_splits, patient_folds, read_clinica_tsv
 from camcontrast_monai.report.crossval import crossval_table
+from camcontrast_monai.synthetic import generate_brain, mri_affine, write_mri_dataset
 from camcontrast_monai.transforms import FitVolume, FixedCrops, fixed_crop_names
 
 CONFIGS = bundle_path("camcontrast_mri3d") / "configs"

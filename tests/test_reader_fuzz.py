@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from camcontrast_monai.data import read_idrid_grading, read_image_label_csv, read_odir_annotations
-from camcontrast_monai.data.synthetic_fundus import write_fundus_dataset
+from camcontrast_monai.synthetic.fundus import write_fundus_dataset
 
 CASES_PER_FORMAT = 30
 CHILD_TIMEOUT_S = 120

@@ -7,7 +7,7 @@ import pytest
 from monai.bundle import ConfigParser
 
 from camcontrast_monai.apps.bundle import bundle_names, bundle_path
-from camcontrast_monai.cli import coerce_switches
+from camcontrast_monai.apps.cli import coerce_switches
 from camcontrast_monai.utils import as_switch
 
 

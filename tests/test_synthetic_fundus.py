@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from camcontrast_monai.data.readers import read_idrid_grading, read_image_label_csv, read_odir_annotations
-from camcontrast_monai.data.synthetic_fundus import (
+from camcontrast_monai.synthetic.fundus import (
     DR_KEYWORDS,
     LESION_TYPES,
     MASK_NAMES,

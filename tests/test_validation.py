@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from camcontrast_monai.cli_check import check_data_command
-from camcontrast_monai.data import write_fundus_dataset
+from camcontrast_monai.apps.check_data import check_data_command
 from camcontrast_monai.data.validation import Problem, check_datalist, check_image_file, validate_datalist
+from camcontrast_monai.synthetic import write_fundus_dataset
 
 RNG_SEED = 0
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.io import atomic_torch_save, write_json
+from camcontrast_monai.utils.io import atomic_torch_save, write_json
 
 __all__ = [
     "PROBED_ENCODERS",

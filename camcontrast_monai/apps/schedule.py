@@ -20,7 +20,7 @@ from camcontrast_monai.apps.probe import (
     probe_bundle_encoders,
     write_probe_section,
 )
-from camcontrast_monai.io import write_json
+from camcontrast_monai.utils.io import write_json
 
 __all__ = ["probe_schedule"]
 

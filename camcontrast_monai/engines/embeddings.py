@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from camcontrast_monai.io import atomic_path
+from camcontrast_monai.utils.io import atomic_path
 
 __all__ = ["EmbeddingWriter", "embedding_vector"]
 
@@ -49,7 +49,7 @@ class EmbeddingWriter:
     feature map to one vector per image (a feature map that was not pooled is average-pooled here). The file
     holds ``embeddings`` ``(N, C)`` float32 and ``images`` ``(N,)`` the source file paths (a unicode array, so
     ``np.load`` reads it without pickle), in data-loader order. It is written through
-    :func:`camcontrast_monai.io.atomic_path`, so an interrupted run never leaves a half-written file. Each
+    :func:`camcontrast_monai.utils.io.atomic_path`, so an interrupted run never leaves a half-written file. Each
     run starts a fresh collection. Single-process only: under DDP every rank would write its own shard.
     """
 

@@ -15,7 +15,7 @@ from camcontrast_monai.engines.distributed import (
     distributed_rank,
     distributed_world_size,
 )
-from camcontrast_monai.io import load_weights, write_json
+from camcontrast_monai.utils.io import load_weights, write_json
 
 __all__ = ["evaluate_best_model"]
 

@@ -19,7 +19,7 @@ from ignite.handlers import ProgressBar as IgniteProgressBar
 from monai.data.utils import set_rnd
 from monai.utils import set_determinism
 
-from camcontrast_monai.io import atomic_path
+from camcontrast_monai.utils.io import atomic_path
 
 __all__ = ["EncoderSnapshots", "EpochSeeding", "History", "ProgressBar", "ResumableCheckpoint", "latest_checkpoint"]
 

@@ -14,10 +14,10 @@ import torch
 from monai.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from camcontrast_monai.io import atomic_path
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.transforms.heatmap import cam_heatmaps, positive_class_heatmaps, unweighted_heatmaps
 from camcontrast_monai.transforms.suppression import BackgroundSuppression, NegativeSuppression
+from camcontrast_monai.utils.io import atomic_path
 
 __all__ = ["generate_heatmaps", "heatmap_id"]
 

@@ -17,8 +17,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from camcontrast_monai.io import atomic_path
 from camcontrast_monai.report.localisation import upsample_heatmaps
+from camcontrast_monai.utils.io import atomic_path
 
 __all__ = ["save_bar_chart", "save_curves", "save_figure", "save_heatmap_overlays"]
 

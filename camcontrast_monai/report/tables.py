@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from camcontrast_monai.io import write_json
+from camcontrast_monai.utils.io import write_json
 
 __all__ = ["markdown_table", "write_json"]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import camcontrast_monai  # noqa: F401  (tunes malloc on import)
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.demo.common import demo_overrides
+from camcontrast_monai.apps.demo.mri3d import MRI_FULL as plan
 from camcontrast_monai.apps.schedule import probe_schedule
-from camcontrast_monai.data import write_mri_dataset
-from camcontrast_monai.demo import demo_overrides
-from camcontrast_monai.demo_mri3d import MRI_FULL as plan
+from camcontrast_monai.synthetic import write_mri_dataset
 
 out = Path(sys.argv[1]).resolve()
 epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 30

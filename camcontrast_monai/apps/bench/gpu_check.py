@@ -1,6 +1,6 @@
 """The issue-7 device check in one process: ``bench step`` and ``bench pipeline`` at the paper's sizes, plus projections.
 
-Run by ``scripts/gpu_check.sh`` on a GPU machine (defaults: 224-px crops, batch 120, full-width
+Run as ``camcontrast bench gpu`` by ``scripts/gpu_check.sh`` on a GPU machine (defaults: 224-px crops, batch 120, full-width
 U-Net encoder, bf16 autocast); the same code runs on the CPU at small sizes in the test suite.
 Prints, besides the two benchmark tables: crops/s, peak GPU memory, the achieved fraction of the
 device's measured bf16 matmul peak (model FLOPs per step / step time / peak), and the projected
@@ -9,15 +9,17 @@ wall time of the paper's full stage-2 runs from the measured step time.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from camcontrast_monai.bench import bench_step
-from camcontrast_monai.bench_pipeline import bench_pipeline
+import torch
 
-__all__ = ["PAPER_RUNS", "main", "project_hours", "run_gpu_check"]
+from camcontrast_monai.apps.bench.pipeline import bench_pipeline
+from camcontrast_monai.apps.bench.step import bench_step
+
+__all__ = ["PAPER_RUNS", "project_hours", "run_gpu_check"]
 
 # (name, stage-2 steps, batch) of the paper's full pretraining runs (section 4.1)
 PAPER_RUNS = (("ODIR fundus, 25k steps", 25_000, 120), ("ChestX-ray14, 72k steps", 72_000, 120))
@@ -52,12 +54,32 @@ def run_gpu_check(
     variants: Sequence[str] = ("fp32", "bf16", "bf16+channels_last"),
     precision: str = "bf16",
     pipeline_batch_size: int | None = None,
+    json_out: str | None = None,
 ) -> dict[str, Any]:
-    """Run both benchmarks and print the summary; returns ``{"step", "pipeline", "pipeline_per_crop", "summary"}``.
+    """``bench step`` and ``bench pipeline`` at the paper's sizes, the fraction of the matmul peak, and projections.
+
+    Prints both benchmark tables and a summary; returns ``{"step", "pipeline", "pipeline_per_crop", "summary"}``.
+
+    Args:
+        device: cuda (refused when torch sees no GPU) or cpu.
+        width: U-Net encoder width (64 = the paper's).
+        crop_size: crop side in pixels (224 = the paper's).
+        batch_size: crops per step of ``bench step`` (120 = the paper's).
+        steps: timed steps per variant and round.
+        warmup: untimed steps before each timing.
+        rounds: the variants and pipelines run alternately this many times.
+        num_workers: DataLoader workers of the pipelines.
+        peak_size: side of the square matmul that measures the peak.
+        variants: ``bench step`` variants, comma-separated or a sequence.
+        precision: the variant of the pipeline's ours and compute.
+        pipeline_batch_size: crops per step of the pipelines (default: ``batch_size``).
+        json_out: also write the results to this JSON file.
 
     The pipeline runs twice: with the bundle's default batched augmentation (on the GPU, one batch at a
     time) and with per-crop augmentation in the DataLoader workers. The projections use the default.
     """
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda but torch sees no GPU; pass --device cpu for a CPU run")
     step = bench_step(
         width=width, crop_size=crop_size, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
         variants=variants, device=device, peak_size=peak_size,
@@ -111,40 +133,9 @@ def run_gpu_check(
             + " (ideal scaling)"
         )
     print("\n".join(lines))
-    return {"step": step, "pipeline": pipeline, "pipeline_per_crop": pipeline_per_crop, "summary": summary}
+    result = {"step": step, "pipeline": pipeline, "pipeline_per_crop": pipeline_per_crop, "summary": summary}
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=1, default=str))
+    return result
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--crop_size", type=int, default=224)
-    parser.add_argument("--batch_size", type=int, default=120)
-    parser.add_argument("--pipeline_batch_size", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--num_workers", type=int, default=8)
-    parser.add_argument("--peak_size", type=int, default=8192)
-    parser.add_argument("--variants", default="fp32,bf16,bf16+channels_last")
-    parser.add_argument("--precision", default="bf16")
-    parser.add_argument("--json", default=None, help="also write the results here")
-    args = parser.parse_args(argv)
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda but torch sees no GPU; pass --device cpu for a CPU run")
-    result = run_gpu_check(
-        device=args.device, width=args.width, crop_size=args.crop_size, batch_size=args.batch_size,
-        steps=args.steps, warmup=args.warmup, rounds=args.rounds, num_workers=args.num_workers,
-        peak_size=args.peak_size, variants=[v for v in args.variants.split(",") if v], precision=args.precision,
-        pipeline_batch_size=args.pipeline_batch_size,
-    )  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=1, default=str)
-
-
-if __name__ == "__main__":
-    main()

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from camcontrast_monai.engines.trainers import autocast_context
 from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
 from camcontrast_monai.networks.contrastive import CAMContrastNet
-from camcontrast_monai.runtime import tune_malloc
+from camcontrast_monai.utils.runtime import tune_malloc
 
 __all__ = [
     "KNOWN_VARIANTS", "bench_step", "bf16_supported", "count_step_flops", "format_report", "matmul_peak_gflops", "parse_variant",
@@ -140,7 +140,21 @@ def bench_step(
     peak_size: int = 4096,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Time stage-2 training steps per variant; print a table (when ``verbose``) and return the results.
+    """Pure-compute stage-2 training throughput (crops/s, GFLOP/s vs the matmul peak) per precision variant.
+
+    Args:
+        width: U-Net encoder width (64 = the paper's).
+        crop_size: image crop side in pixels (224 = the paper's).
+        batch_size: crops per step.
+        steps: timed steps per variant and round.
+        warmup: untimed steps before each timing.
+        rounds: the variants run alternately this many times; min/median/max are over rounds.
+        variants: comma-separated subset of fp32, bf16, fp32+channels_last, bf16+channels_last (or a sequence).
+        spatial_dims: 2 for images, 3 for volumes (cubic crops of side ``crop_size``).
+        seed: seed of the weights and the random batches.
+        verbose: print the table.
+        peak_size: side of the square matmul that measures the peak GFLOP/s (smaller is quicker and lower).
+        device: cpu or cuda.
 
     Each (round, variant) run restores the initial weights and a fresh SGD, runs ``warmup`` untimed
     and ``steps`` timed steps over the same fixed batches. Returned per variant: ``crops_per_s``
@@ -149,9 +163,7 @@ def bench_step(
     ``ratio_to_fp32`` (median of per-round ratios, None without an fp32 variant) and ``losses``
     (per step of round 1). ``loss_max_abs_diff_vs_fp32`` / ``loss_max_rel_diff_vs_fp32`` compare
     those losses with fp32's. ``peak_gflops`` is the best matmul rate measured before and after the runs.
-    ``peak_size`` is the matmul size of the peak measurement (smaller is quicker and lower).
-    ``device`` runs everything there (e.g. ``"cuda"``); on a GPU ``peak_gpu_memory_mib`` holds each
-    variant's peak allocated memory.
+    On a GPU ``peak_gpu_memory_mib`` holds each variant's peak allocated memory.
     """
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")

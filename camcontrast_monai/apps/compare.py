@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.demo import TASK_METRICS
+from camcontrast_monai.apps.demo.fundus import TASK_METRICS
 from camcontrast_monai.report.figures import save_bar_chart, save_curves
 from camcontrast_monai.report.tables import markdown_table, write_json
 
@@ -245,7 +245,7 @@ def _check_plan(out_dir: Path, preset: str, plan: ComparePlan, dataset_dir: str 
 
 
 def _write_data(data_dir: Path, plan: ComparePlan) -> None:
-    from camcontrast_monai.data.synthetic_fundus import write_fundus_dataset
+    from camcontrast_monai.synthetic.fundus import write_fundus_dataset
 
     marker = data_dir / "complete.json"
     if marker.is_file():

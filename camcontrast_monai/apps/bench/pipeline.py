@@ -49,18 +49,24 @@ from monai.transforms import (
 )
 from PIL import Image
 
-from camcontrast_monai.bench import HEATMAP_STRIDE, TEMPERATURE, bf16_supported, parse_variant, synchronize
+from camcontrast_monai.apps.bench.step import (
+    HEATMAP_STRIDE,
+    TEMPERATURE,
+    bf16_supported,
+    parse_variant,
+    synchronize,
+)
 from camcontrast_monai.data.datasets import FixedCropDataset
 from camcontrast_monai.engines.heatmaps import generate_heatmaps
 from camcontrast_monai.engines.trainers import Stage2Trainer, autocast_context
 from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.networks.contrastive import CAMContrastNet
-from camcontrast_monai.runtime import tune_malloc
 from camcontrast_monai.transforms.augment import stage2_image_augmentation
 from camcontrast_monai.transforms.batch_augment import BatchStage2Augmentation
 from camcontrast_monai.transforms.crops import fixed_crop_boxes
 from camcontrast_monai.transforms.heatmap import cam_heatmaps
+from camcontrast_monai.utils.runtime import tune_malloc
 
 __all__ = [
     "PIPELINES",
@@ -342,17 +348,30 @@ def bench_pipeline(
     workdir: str | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
-    """Alternate ``ours``, ``reference`` and ``compute`` over ``rounds``; print a table (``verbose``) and return results.
+    """End-to-end stage-2 crops/s: our cached pipeline vs a reference-style crop-file pipeline vs pure compute.
 
-    ``crop_size`` is the crop side (the image is resized to ``2 * crop_size`` and cut into the five fixed
-    crops, as the bundle's ``crop_size = image_size // 2``). ``precision`` is a ``bench step`` variant
-    for ``ours`` and ``compute`` (``auto``: ``bf16+channels_last`` where bf16 works, else ``fp32``);
-    ``reference`` always runs float32. With ``batched_augmentation`` (the bundle's default) ``ours``
-    augments each batch in the trainer (:class:`BatchStage2Augmentation`); without, each crop in the
-    workers, like ``reference``.
-    ``n_images`` defaults to enough images for one pass of
-    ``warmup + steps`` batches (five crops per image). Data are written under ``workdir`` (default: a
-    temporary folder, deleted afterwards).
+    The three alternate over ``rounds`` in one process; prints a table (``verbose``) and returns the results.
+
+    Args:
+        width: U-Net encoder width (64 = the paper's).
+        crop_size: crop side in pixels; images are resized to twice this and cut into the five fixed crops,
+            as the bundle's ``crop_size = image_size // 2``.
+        batch_size: crops per step.
+        steps: timed steps per pipeline and round.
+        warmup: untimed steps first (worker start-up, kernel selection); at least 1.
+        rounds: the pipelines run alternately this many times; min/median/max are over rounds.
+        num_workers: DataLoader workers of both pipelines.
+        precision: the ``bench step`` variant of ours and compute (fp32, bf16, fp32+channels_last,
+            bf16+channels_last), or auto: bf16+channels_last where bf16 works, else fp32. The reference
+            always runs float32.
+        batched_augmentation: ours augments whole batches in the trainer (:class:`BatchStage2Augmentation`,
+            the bundle's default); False augments each crop in the workers, as the reference does.
+        n_images: source images (default: enough for one pass of ``warmup + steps`` batches).
+        source_size: side of the written source images (default: 1.25 x the resized side ``2 * crop_size``).
+        device: cpu or cuda.
+        seed: seed of the images, the weights and the augmentation.
+        workdir: where the data are written (default: a temporary folder, deleted afterwards).
+        verbose: print the table.
     """
     if min(width, batch_size, steps, rounds, warmup) < 1 or num_workers < 0:
         raise ValueError("width, batch_size, steps, rounds and warmup must be >= 1 and num_workers >= 0")
@@ -578,10 +597,21 @@ def bench_heatmaps(
     seed: int = 0,
     verbose: bool = True,
 ) -> dict[str, Any]:
-    """Images/s of :func:`generate_heatmaps` (read, resize, CAM, suppression, ``.npy`` write) per round.
+    """Images/s of CAM heatmap generation (read, resize, CAM, suppression, write) and of the CAM pass alone.
 
-    Also times the classifier's CAM pass alone on the same images held in memory (``compute``), the
-    upper bound, alternating with the full generation in each round.
+    :func:`generate_heatmaps` and the classifier's CAM pass on the same images held in memory
+    (``compute``, the upper bound) alternate in each round.
+
+    Args:
+        width: classifier U-Net encoder width (64 = the paper's).
+        image_size: side the images are resized to (448 = the fundus bundle's).
+        n_images: images per round.
+        batch_size: images per classifier batch.
+        rounds: repetitions; min/median/max are over rounds.
+        num_workers: DataLoader workers reading the images.
+        device: cpu or cuda.
+        seed: seed of the images and the classifier's weights.
+        verbose: print the table.
     """
     if min(width, image_size, n_images, batch_size, rounds) < 1:
         raise ValueError("width, image_size, n_images, batch_size and rounds must be positive")

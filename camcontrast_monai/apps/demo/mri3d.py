@@ -23,17 +23,17 @@ from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.demo.common import StepAnnouncer, demo_overrides
 from camcontrast_monai.apps.probe import (
     PROBE_BASELINES,
     probe_demo_encoders,
     write_probe_section,
 )
-from camcontrast_monai.data.synthetic_mri import write_mri_dataset
-from camcontrast_monai.demo import StepAnnouncer, demo_overrides
 from camcontrast_monai.report.crossval import summarize_crossval
 from camcontrast_monai.report.figures import save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import roc_auc
 from camcontrast_monai.report.tables import markdown_table, write_json
+from camcontrast_monai.synthetic.mri import write_mri_dataset
 
 __all__ = ["MRIDemoPlan", "MRI_FULL", "MRI_QUICK", "run_mri3d_demo"]
 

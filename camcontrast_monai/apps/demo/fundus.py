@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +23,20 @@ from monai.transforms import Compose
 from PIL import Image
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.demo.common import StepAnnouncer, demo_overrides, read_history
 from camcontrast_monai.apps.probe import (
     PROBE_BASELINES,
     probe_demo_encoders,
     write_probe_section,
 )
-from camcontrast_monai.data.synthetic_fundus import LESION_TYPES, write_fundus_dataset
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.report.figures import save_bar_chart, save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import localisation_summary, roc_auc
 from camcontrast_monai.report.stage2 import stage2_loss_position
 from camcontrast_monai.report.tables import markdown_table, write_json
+from camcontrast_monai.synthetic.fundus import LESION_TYPES, write_fundus_dataset
 
-__all__ = ["DemoPlan", "FULL", "QUICK", "StepAnnouncer", "demo_overrides", "read_history", "run_demo"]
+__all__ = ["DemoPlan", "FULL", "QUICK", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,35 +93,6 @@ QUICK = DemoPlan(
     cls_image_size=64, cls_crop_size=48, seg_image_size=64, finetune_epochs=2, finetune_batch_size=8,
     seg_tasks=("lesions",), label_fraction=1.0,
 )  # fmt: skip
-
-
-class StepAnnouncer:
-    """Prints ``[i/n] what  (t s elapsed)`` for each step of a demo, so a long run shows where it is."""
-
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-        self.step = 0
-        self.started = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def __call__(self, what: str) -> None:
-        self.step += 1
-        print(f"[{self.step}/{self.steps}] {what}  ({self.elapsed():.0f} s elapsed)", flush=True)
-
-
-def demo_overrides(bundle: Path, out_dir: Path, width: int, seed: int, num_workers: int) -> dict[str, Any]:
-    """The bundle overrides every demo passes to every config: where data, runs and the encoder go, and the run's sizes."""
-    return {
-        "bundle_root": str(bundle),
-        "dataset_dir": str(out_dir / "data"),
-        "output_dir": str(out_dir / "runs"),
-        "encoder_path": str(out_dir / "models" / "model.pt"),
-        "width": width,
-        "seed": seed,
-        "num_workers": num_workers,
-    }
 
 
 def run_demo(out: str = "demo_output", quick: bool = False, seed: int = 0, num_workers: int = 2) -> Path:
@@ -222,10 +193,6 @@ def _stage2_position(out_dir: Path, plan: DemoPlan) -> dict[str, Any]:
     losses = [value for _, value in read_history(out_dir / "runs/pretrain/loss_history.json")["loss"]]
     temperature = json.loads((bundle_path() / "configs" / "pretrain.json").read_text())["temperature"]
     return stage2_loss_position(losses, plan.pretrain_epochs, plan.pretrain_batch_size, normal_fraction, temperature)
-
-
-def read_history(path: Path) -> dict[str, list]:
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: int, seconds: float) -> Path:

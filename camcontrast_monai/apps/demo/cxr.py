@@ -22,17 +22,17 @@ from monai.transforms import Compose
 from PIL import Image
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.demo.common import StepAnnouncer, demo_overrides, read_history
 from camcontrast_monai.apps.probe import (
     PROBE_BASELINES,
     probe_demo_encoders,
     write_probe_section,
 )
 from camcontrast_monai.data.cxr_readers import CHESTXRAY14_LABELS
-from camcontrast_monai.data.synthetic_cxr import CXR_FINDINGS, write_chestxray14_dataset, write_siim_dataset
-from camcontrast_monai.demo import StepAnnouncer, demo_overrides, read_history
 from camcontrast_monai.report.figures import save_bar_chart, save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import localisation_summary, roc_auc
 from camcontrast_monai.report.tables import markdown_table, write_json
+from camcontrast_monai.synthetic.cxr import CXR_FINDINGS, write_chestxray14_dataset, write_siim_dataset
 
 __all__ = ["CXRDemoPlan", "FULL_CXR", "QUICK_CXR", "run_cxr_demo"]
 
@@ -45,7 +45,7 @@ class CXRDemoPlan:
     """Reduced sizes for a 2-core CPU; the paper's sizes are the bundle configs' defaults.
 
     Stage 2 uses batch 40 and lr 3e-3 instead of 120 and 1e-3 for the reason given in
-    :class:`camcontrast_monai.demo.DemoPlan` (a few hundred steps instead of 72k). The linear head
+    :class:`camcontrast_monai.apps.demo.fundus.DemoPlan` (a few hundred steps instead of 72k). The linear head
     learns at 0.1, the top of the paper's grid (Table A.1), since it gets ~100 steps instead of 60 epochs
     of 69k images. Pneumothorax segmentation learns at 0.03 (Table A.1's SIIM-ACR grid); at the bundle's
     0.01 and the first plan's 10 epochs every run predicted background only (F1 0). ``seg_epochs`` is the

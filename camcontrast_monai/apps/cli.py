@@ -14,14 +14,15 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
 from pathlib import Path
 
 import fire
 
-from camcontrast_monai.runtime import tune_malloc
 from camcontrast_monai.utils import as_switch
+from camcontrast_monai.utils.runtime import tune_malloc
 
 
 def coerce_switches(cls: type) -> type:
@@ -70,7 +71,7 @@ class Synth:
             class_ratio: minority/majority class count (the paper's default 0.8: abnormal is the majority).
             image_format: "png" or "jpg".
         """
-        from camcontrast_monai.data.synthetic_fundus import write_fundus_dataset
+        from camcontrast_monai.synthetic.fundus import write_fundus_dataset
 
         manifest = write_fundus_dataset(
             Path(out), n=n, seed=seed, image_size=image_size, class_ratio=class_ratio, image_format=image_format
@@ -88,7 +89,7 @@ class Synth:
             seed: the same seed gives the same volumes.
             max_sessions: each subject gets 1 to this many sessions, 12 months apart.
         """
-        from camcontrast_monai.data.synthetic_mri import write_mri_dataset
+        from camcontrast_monai.synthetic.mri import write_mri_dataset
 
         manifest = write_mri_dataset(Path(out), n_subjects=n, seed=seed, max_sessions=max_sessions)
         return f"wrote {manifest['n_sessions']} sessions of {n} subjects to {out} ({manifest['subjects_per_diagnosis']})"
@@ -103,112 +104,47 @@ class Synth:
             seed: the same seed gives the same images.
             image_size: square image side in pixels.
         """
-        from camcontrast_monai.data.synthetic_cxr import write_chestxray14_dataset, write_siim_dataset
+        from camcontrast_monai.synthetic.cxr import write_chestxray14_dataset, write_siim_dataset
 
         chest = write_chestxray14_dataset(Path(out) / "chestxray14", n=n, seed=seed, image_size=image_size)
         siim = write_siim_dataset(Path(out) / "siim", n=n_siim, seed=seed + 1000, image_size=image_size)
         return f"wrote {n} ChestX-ray14-like images ({chest}) and {n_siim} SIIM-ACR-like DICOMs ({siim}) to {out}"
 
 
+class LazyCommand:
+    """A library function as a fire command, imported only when fire reaches it.
+
+    fire shows the function's own signature and docstring, so the CLI restates neither; importing torch and
+    MONAI takes seconds, so ``camcontrast --help`` does not. Boolean flags go through :func:`as_switch`; the
+    return value (a results dict for Python callers) is dropped, since the function prints its own table.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __get__(self, instance: object, owner: type | None = None):
+        if instance is None:  # class access, as fire's help makes when it classifies members: no import
+            return self
+        module, name = self.target.split(":")
+        function = getattr(importlib.import_module(module), name)
+
+        @functools.wraps(function)
+        def command(*args, **kwargs) -> None:
+            function(*args, **kwargs)
+
+        signature = inspect.signature(function)
+        flags = [p.name for p in signature.parameters.values() if p.annotation in (bool, "bool")]
+        return _with_switches(command, signature, flags) if flags else command
+
+
 @coerce_switches
 class Bench:
     """Benchmarks that print ratios against a baseline measured in the same process."""
 
-    def step(
-        self,
-        width: int = 64,
-        crop_size: int = 224,
-        batch_size: int = 8,
-        steps: int = 5,
-        warmup: int = 2,
-        rounds: int = 3,
-        variants: str = "fp32,bf16,fp32+channels_last,bf16+channels_last",
-        device: str = "cpu",
-        peak_size: int = 4096,
-    ) -> None:
-        """Pure-compute stage-2 training throughput (crops/s, GFLOP/s vs the matmul peak) per precision variant.
-
-        Args:
-            width: U-Net encoder width (64 = the paper's).
-            crop_size: image crop side in pixels (224 = the paper's).
-            batch_size: crops per step.
-            steps: timed steps per variant and round.
-            warmup: untimed steps before each timing.
-            rounds: the variants run alternately this many times; min/median/max are over rounds.
-            variants: comma-separated subset of fp32, bf16, fp32+channels_last, bf16+channels_last.
-            device: cpu or cuda.
-            peak_size: side of the square matmul that measures the peak GFLOP/s.
-        """
-        from camcontrast_monai.bench import bench_step
-
-        bench_step(
-            width=width, crop_size=crop_size, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
-            variants=variants, device=device, peak_size=peak_size,
-        )  # fmt: skip
-
-    def pipeline(
-        self,
-        width: int = 64,
-        crop_size: int = 96,
-        batch_size: int = 32,
-        steps: int = 3,
-        warmup: int = 2,
-        rounds: int = 3,
-        num_workers: int = 2,
-        precision: str = "auto",
-        batched_augmentation: bool = True,
-        device: str = "cpu",
-    ) -> None:
-        """End-to-end stage-2 crops/s: our cached pipeline vs a reference-style crop-file pipeline vs pure compute.
-
-        Args:
-            width: U-Net encoder width (64 = the paper's).
-            crop_size: crop side in pixels (images are resized to twice this and cut into 5 fixed crops).
-            batch_size: crops per step.
-            steps: timed steps per pipeline and round.
-            warmup: untimed steps first (worker start-up, kernel selection); at least 1.
-            rounds: the pipelines run alternately this many times; min/median/max are over rounds.
-            num_workers: DataLoader workers of both pipelines.
-            precision: ours/compute variant (fp32, bf16, fp32+channels_last, bf16+channels_last) or auto.
-            batched_augmentation: ours augments whole batches in the trainer (the bundle's default); False
-                augments each crop in the workers, as the reference does.
-            device: cpu or cuda.
-        """
-        from camcontrast_monai.bench_pipeline import bench_pipeline
-
-        bench_pipeline(
-            width=width, crop_size=crop_size, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
-            num_workers=num_workers, precision=precision, batched_augmentation=batched_augmentation, device=device,
-        )  # fmt: skip
-
-    def heatmaps(
-        self,
-        width: int = 64,
-        image_size: int = 448,
-        n_images: int = 32,
-        batch_size: int = 16,
-        rounds: int = 3,
-        num_workers: int = 2,
-        device: str = "cpu",
-    ) -> None:
-        """Images/s of CAM heatmap generation (read, resize, CAM, suppression, write) and of the CAM pass alone.
-
-        Args:
-            width: classifier U-Net encoder width (64 = the paper's).
-            image_size: side the images are resized to (448 = the fundus bundle's).
-            n_images: images per round.
-            batch_size: images per classifier batch.
-            rounds: repetitions; min/median/max are over rounds.
-            num_workers: DataLoader workers reading the images.
-            device: cpu or cuda.
-        """
-        from camcontrast_monai.bench_pipeline import bench_heatmaps
-
-        bench_heatmaps(
-            width=width, image_size=image_size, n_images=n_images, batch_size=batch_size, rounds=rounds,
-            num_workers=num_workers, device=device,
-        )  # fmt: skip
-
+    step = LazyCommand("camcontrast_monai.apps.bench.step:bench_step")
+    pipeline = LazyCommand("camcontrast_monai.apps.bench.pipeline:bench_pipeline")
+    heatmaps = LazyCommand("camcontrast_monai.apps.bench.pipeline:bench_heatmaps")
+    gpu = LazyCommand("camcontrast_monai.apps.bench.gpu_check:run_gpu_check")
 
     def compare(
         self,
@@ -241,7 +177,7 @@ class Bench:
             shared_pretraining: pretrain each method once (first seed) and fine-tune every seed from it.
             report_only: run nothing; write the report from the runs finished so far (for the given seeds).
         """
-        from camcontrast_monai.compare import run_compare
+        from camcontrast_monai.apps.compare import run_compare
 
         run_compare(
             out=out, methods=methods, tasks=tasks, fractions=fractions, seeds=seeds, preset=preset,
@@ -330,12 +266,10 @@ class CLI:
             bundle: which setting to demonstrate: "fundus" (2D colour photographs), "cxr" (2D chest
                 X-rays, multilabel) or "mri3d" (3D brain MRI).
         """
-        import importlib
-
         runners = {
-            "fundus": "camcontrast_monai.demo:run_demo",
-            "cxr": "camcontrast_monai.demo_cxr:run_cxr_demo",
-            "mri3d": "camcontrast_monai.demo_mri3d:run_mri3d_demo",
+            "fundus": "camcontrast_monai.apps.demo.fundus:run_demo",
+            "cxr": "camcontrast_monai.apps.demo.cxr:run_cxr_demo",
+            "mri3d": "camcontrast_monai.apps.demo.mri3d:run_mri3d_demo",
         }
         if bundle not in runners:
             raise SystemExit(f"unknown demo bundle {bundle!r}; choose one of {sorted(runners)}")
@@ -385,7 +319,7 @@ class CLI:
             min_size: smallest spatial size accepted.
             pixels: decode every image (False: only check that files exist).
         """
-        from camcontrast_monai.cli_check import check_data_command
+        from camcontrast_monai.apps.check_data import check_data_command
 
         raise SystemExit(check_data_command(sheet, images, format, spatial_dims, channels, min_size, pixels))
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from monai.transforms import GaussianSmooth
 from tqdm.auto import tqdm
 
-from camcontrast_monai.io import atomic_path
+from camcontrast_monai.utils.io import atomic_path
 
 __all__ = [
     "DIAGNOSES",
@@ -267,7 +267,7 @@ def write_mri_dataset(
         writer.writerow(["participant_id", "session_id", "diagnosis", "age", "sex"])
         writer.writerows(rows)
     manifest = {
-        "generator": "camcontrast_monai.data.synthetic_mri",
+        "generator": "camcontrast_monai.synthetic.mri",
         "seed": seed,
         "shape": list(shape),
         "voxel_size_mm": VOXEL_SIZE_MM,
