@@ -13,16 +13,15 @@ bundle's own config, run in-process as ``python -m monai.bundle run`` would. Pri
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
+import fire
 import numpy as np
 import torch
-from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resize, ScaleIntensityRange
 
-from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.bundle import bundle_item, bundle_path, run_bundle
 from camcontrast_monai.data import read_idrid_grading
 from camcontrast_monai.networks import UNetEncoder
 from camcontrast_monai.synthetic.fundus import write_fundus_dataset
@@ -73,27 +72,37 @@ def linear_probe(
     return correct / len(labels)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bf16_check")
-    parser.add_argument("--n_pretrain", type=int, default=160)
-    parser.add_argument("--n_downstream", type=int, default=120)
-    parser.add_argument("--image_size", type=int, default=64)
-    parser.add_argument("--width", type=int, default=8)
-    parser.add_argument("--pretrain_epochs", type=int, default=12)
-    parser.add_argument("--finetune_epochs", type=int, default=8)
-    args = parser.parse_args()
+def main(
+    out: str = "bf16_check",
+    n_pretrain: int = 160,
+    n_downstream: int = 120,
+    image_size: int = 64,
+    width: int = 8,
+    pretrain_epochs: int = 12,
+    finetune_epochs: int = 8,
+) -> None:
+    """Run the comparison and print its JSON summary (also written to ``<out>/summary.json``).
+
+    Args:
+        out: folder for the data, runs and summary.
+        n_pretrain: synthetic pretraining images.
+        n_downstream: synthetic downstream (IDRiD-style) images.
+        image_size: side the images are trained at.
+        width: U-Net encoder width.
+        pretrain_epochs: stage-2 epochs of each run.
+        finetune_epochs: grading fine-tuning epochs.
+    """
     started = time.perf_counter()
-    out = Path(args.out).resolve()
+    out_dir = Path(out).resolve()
     bundle = bundle_path()
-    data_dir = out / "data"
-    write_fundus_dataset(data_dir / "pretrain", n=args.n_pretrain, seed=0, image_size=args.image_size * 2)
+    data_dir = out_dir / "data"
+    write_fundus_dataset(data_dir / "pretrain", n=n_pretrain, seed=0, image_size=image_size * 2)
     write_fundus_dataset(
-        data_dir / "downstream", n=args.n_downstream, seed=1000, image_size=args.image_size * 2
+        data_dir / "downstream", n=n_downstream, seed=1000, image_size=image_size * 2
     )
-    common = {"bundle_root": str(bundle), "dataset_dir": str(data_dir), "width": args.width, "num_workers": 0,
-              "image_size": args.image_size}  # fmt: skip
-    shared = out / "shared"
+    common = {"bundle_root": str(bundle), "dataset_dir": str(data_dir), "width": width, "num_workers": 0,
+              "image_size": image_size}  # fmt: skip
+    shared = out_dir / "shared"
     run_bundle(bundle, ["common.json", "stage1.json"], "train", **common, output_dir=str(shared), seed=0,
                stage1_epochs=3, stage1_batch_size=16)  # fmt: skip
     run_bundle(bundle, ["common.json", "heatmaps.json"], **common, output_dir=str(shared), seed=0)
@@ -102,13 +111,12 @@ def main() -> None:
     grading = read_idrid_grading(
         str(data_dir / "downstream" / "idrid_grading.csv"), str(data_dir / "downstream" / "images")
     )
-    load = Compose([LoadImage(reader="PILReader", reverse_indexing=False, image_only=True), EnsureChannelFirst(),
-                    Resize((args.image_size, args.image_size), mode="area"), ScaleIntensityRange(0, 255, 0.0, 1.0)])  # fmt: skip
-    probe_images = torch.stack([torch.as_tensor(load(d["image"])) for d in grading]).float()
+    load = bundle_item("load_image", image_size=image_size)
+    probe_images = torch.stack([torch.as_tensor(load({"image": d["image"]})["image"]) for d in grading]).float()
     grades = torch.tensor([int(d["dr_grade"]) for d in grading])
 
     def probe(state: dict | None) -> dict[str, float]:
-        features = probe_features(state, probe_images, args.width)
+        features = probe_features(state, probe_images, width)
         return {
             "dr_grade_5class": linear_probe(features, grades),
             "referable_dr": linear_probe(features, (grades > 0).long()),
@@ -125,17 +133,17 @@ def main() -> None:
         ("bf16_seed1", "bfloat16", 1),
     )
     for name, dtype, seed in runs:
-        run_dir = out / name
+        run_dir = out_dir / name
         encoder = run_dir / "model.pt"
         run_bundle(
             bundle, ["common.json", "pretrain.json"], "train", **common, output_dir=str(run_dir), seed=seed,
             heatmap_datalist=heatmap_datalist, encoder_path=str(encoder), autocast_dtype=dtype,
-            pretrain_epochs=args.pretrain_epochs, pretrain_batch_size=40, pretrain_lr=0.003,
+            pretrain_epochs=pretrain_epochs, pretrain_batch_size=40, pretrain_lr=0.003,
         )  # fmt: skip
         run_bundle(
             bundle, ["common.json", "finetune_cls.json"], "train", **common, output_dir=str(run_dir), seed=0,
-            init="camcontrast", encoder_path=str(encoder), finetune_epochs=args.finetune_epochs,
-            crop_size=args.image_size - args.image_size // 8, finetune_batch_size=16,
+            init="camcontrast", encoder_path=str(encoder), finetune_epochs=finetune_epochs,
+            crop_size=image_size - image_size // 8, finetune_batch_size=16,
         )  # fmt: skip
         losses = [v for _, v in json.loads((run_dir / "pretrain" / "loss_history.json").read_text())["loss"]]
         metrics_file = next((run_dir / "finetune").rglob("test_metrics.json"))
@@ -147,7 +155,7 @@ def main() -> None:
             "linear_probe": probe(state),
             "finetune_test": metrics["metrics"],
         }
-    encoders = {name: torch.load(out / name / "model.pt", weights_only=True) for name, _, _ in runs}
+    encoders = {name: torch.load(out_dir / name / "model.pt", weights_only=True) for name, _, _ in runs}
     for name in ("bf16_seed0", "fp32_seed1", "bf16_seed1"):
         diffs = [(encoders[name][k].float() - encoders["fp32_seed0"][k].float()).norm() / encoders["fp32_seed0"][k].float().norm()
                  for k in encoders[name] if encoders[name][k].is_floating_point() and encoders[name][k].ndim > 1]  # fmt: skip
@@ -155,8 +163,8 @@ def main() -> None:
     results["seconds"] = time.perf_counter() - started
     results["threads"] = torch.get_num_threads()
     print(json.dumps(results, indent=1))
-    (out / "summary.json").write_text(json.dumps(results, indent=1))
+    (out_dir / "summary.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    fire.Fire(main)

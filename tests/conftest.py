@@ -89,12 +89,7 @@ def tiny_data():
     fundus: ``pretrain/`` (16 images) and ``downstream/`` (20); cxr: ``chestxray14/`` (24 PNGs) and
     ``siim/`` (12 DICOMs); mri3d: 6 subjects with 1-2 sessions in a Clinica tree.
     """
-    from camcontrast_monai.data import (
-        write_chestxray14_dataset,
-        write_fundus_dataset,
-        write_mri_dataset,
-        write_siim_dataset,
-    )
+    from camcontrast_monai.synthetic import write_chestxray14_dataset, write_mri_dataset, write_siim_dataset
 
     def write(folder: Path, modality: str) -> Path:
         if modality == "fundus":

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "bundle_configs.py"
 generator = runpy.run_path(str(SCRIPT))
@@ -68,3 +70,18 @@ def test_every_bundle_part_names_a_config_it_is_composed_into():
     parts = {(path.parent.name, path.name) for path in (REPO / "bundle_configs").glob("camcontrast_*/*.json")}
     composed = {(bundle, name) for name, (_, bundles) in generator["COMPOSED"].items() for bundle in bundles}
     assert parts == composed
+
+
+def test_bundle_item_builds_the_shipped_load_chain(tmp_path):
+    """What the benchmarks and the comparison read through ``bundle_item`` is the bundle's own transform:
+    a 64-px PNG loaded at image_size 32 is its 2x2 area means, channel first, scaled to [0, 1]."""
+    from PIL import Image
+
+    from camcontrast_monai.apps.bundle import bundle_item
+
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "image.png")
+    loaded = bundle_item("load_image", image_size=32)({"image": str(tmp_path / "image.png")})["image"]
+    expected = pixels.astype(np.float64).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3)).transpose(2, 0, 1) / 255
+    assert tuple(loaded.shape) == (3, 32, 32)
+    np.testing.assert_allclose(np.asarray(loaded), expected, atol=1e-5)

@@ -50,7 +50,7 @@ def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
 
 
 def test_monai_bundle_run_from_the_shell(tmp_path):
-    from camcontrast_monai.data import write_fundus_dataset
+    from camcontrast_monai.synthetic import write_fundus_dataset
 
     write_fundus_dataset(tmp_path / "data" / "pretrain", n=8, seed=0, image_size=64)
     bundle = REPO / "bundles" / "camcontrast_fundus"

@@ -152,7 +152,7 @@ def test_backbone_switch_reaches_stage1_heatmaps_stage2_and_finetuning(tmp_path,
     from monai.bundle import ConfigParser
 
     from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-    from camcontrast_monai.data import write_fundus_dataset
+    from camcontrast_monai.synthetic import write_fundus_dataset
 
     bundle = bundle_path()
     write_fundus_dataset(tmp_path / "data" / "pretrain", n=4, seed=0, image_size=64)

@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = [
     "SHIPPED_FILES", "bundle_names", "bundle_path", "bundle_version", "bundles_dir", "export_bundle", "metadata_schema",
-    "is_shipped", "run_bundle",
+    "bundle_item", "is_shipped", "run_bundle",
 ]  # fmt: skip
 
 PREFIX = "camcontrast_"
@@ -117,3 +117,23 @@ def run_bundle(bundle: Path, configs: Sequence[str], workflow_type: str | None =
     workflow.run()
     workflow.finalize()
     return workflow
+
+
+def bundle_item(item: str, configs: Sequence[str] = ("common.json",), bundle: Path | None = None, **overrides: Any) -> Any:
+    """One item of a bundle's configs, built by MONAI's ``ConfigParser`` as a run of the bundle builds it.
+
+    For example ``bundle_item("load_image", image_size=128)`` or ``bundle_item("train#crop_transform",
+    ["common.json", "pretrain.json"])``; a list (of transforms) comes back as a ``Compose``. The benchmarks,
+    the comparison and the demos read the shipped transforms this way instead of writing them again.
+    ``bundle`` defaults to the fundus bundle.
+    """
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    bundle = bundle or bundle_path()
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / name) for name in configs])
+    parser.update({"bundle_root": str(bundle), **overrides})
+    content = parser.get_parsed_content(item)
+    return Compose(content) if isinstance(content, list) else content
+

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.apps.demo.fundus import TASK_METRICS
+from camcontrast_monai.apps.bundle import bundle_item, bundle_path, run_bundle
+from camcontrast_monai.apps.demo.fundus import TASK_METRICS, FundusSizes
 from camcontrast_monai.report.figures import save_bar_chart, save_curves
 from camcontrast_monai.report.tables import markdown_table, write_json
 
@@ -73,24 +73,11 @@ VAL_KEYS = {"grading": "val_joint_accuracy"}  # segmentation tasks log "val_scor
 
 
 @dataclasses.dataclass(frozen=True)
-class ComparePlan:
-    """Sizes of a comparison. ``lr_grid`` maps a task to the fine-tuning learning rates tried for every method."""
+class ComparePlan(FundusSizes):
+    """Sizes of a comparison: the demo's, plus segmentation's own epochs and batch, and ``lr_grid``, which
+    maps a task to the fine-tuning learning rates tried for every method."""
 
-    n_pretrain: int
-    n_downstream: int
-    image_size: int
-    width: int
-    stage1_epochs: int
-    stage1_batch_size: int
-    pretrain_epochs: int
-    pretrain_batch_size: int
-    pretrain_lr: float
-    cls_image_size: int
-    cls_crop_size: int
-    seg_image_size: int
-    finetune_epochs: int
     seg_epochs: int
-    finetune_batch_size: int
     seg_batch_size: int
     lr_grid: Mapping[str, tuple[float, ...]]
     map_images: int
@@ -407,8 +394,6 @@ def _crop_embeddings(
     encoder_path: str | None, method: MethodSpec, plan: ComparePlan, datalist: Sequence[Mapping[str, Any]], seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pooled encoder features of the five fixed crops of each image: ``(features, crop positions, labels)``."""
-    from monai.transforms import Compose, LoadImaged, Resized, ScaleIntensityRanged
-
     from camcontrast_monai.networks import global_average_pool, pretrained_encoder
     from camcontrast_monai.transforms import FixedCrops
 
@@ -416,11 +401,7 @@ def _crop_embeddings(
     encoder = pretrained_encoder(
         method.overrides.get("encoder_name", "unet"), 2, 3, int(method.overrides.get("width", plan.width)), encoder_path
     ).eval()
-    load = Compose([
-        LoadImaged("image", reader="PILReader", reverse_indexing=False, image_only=True, ensure_channel_first=True),
-        Resized("image", spatial_size=[plan.image_size] * 2, mode="area"),
-        ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0),
-    ])  # fmt: skip
+    load = bundle_item("load_image", image_size=plan.image_size)
     crops = FixedCrops(include_center=True)
     features, positions, labels = [], [], []
     with torch.no_grad():

@@ -40,12 +40,7 @@ import torch
 from ignite.engine import Events
 from monai.data import DataLoader as MonaiDataLoader
 from monai.transforms import (
-    CastToTyped,
     Compose,
-    EnsureTyped,
-    LoadImaged,
-    Resized,
-    ScaleIntensityRanged,
 )
 from PIL import Image
 
@@ -56,6 +51,7 @@ from camcontrast_monai.apps.bench.step import (
     parse_variant,
     synchronize,
 )
+from camcontrast_monai.apps.bundle import bundle_item
 from camcontrast_monai.data.datasets import FixedCropDataset
 from camcontrast_monai.engines.heatmaps import generate_heatmaps
 from camcontrast_monai.engines.trainers import Stage2Trainer, autocast_context
@@ -162,33 +158,15 @@ class ReferenceCropDataset(torch.utils.data.Dataset):
 
 
 def ours_transforms(image_size: int, crop_size: int, batched_augmentation: bool = True) -> tuple[Compose, Compose]:
-    """The fundus bundle's stage-2 ``image_transform`` (cached) and ``crop_transform`` (per crop), as in pretrain.json.
+    """The fundus bundle's stage-2 ``image_transform`` (cached) and ``crop_transform`` (per crop), read from its
+    pretrain.json, so the benchmark times what the bundle ships.
 
     With ``batched_augmentation`` the crop transform leaves the crop unaugmented: the trainer augments
     whole batches with :class:`BatchStage2Augmentation`.
     """
-    image_transform = Compose(
-        [
-            LoadImaged(
-                "image",
-                reader="PILReader",
-                reverse_indexing=False,
-                image_only=True,
-                ensure_channel_first=True,
-            ),
-            Resized("image", spatial_size=(image_size, image_size), mode="area"),
-            CastToTyped("image", dtype=torch.uint8),
-            LoadImaged("heatmap", reader="NumpyReader", image_only=True, ensure_channel_first=True),
-        ]
-    )
-    crop_transform = Compose(
-        [
-            ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0),
-            *([] if batched_augmentation else [stage2_image_augmentation(keys="image", spatial_size=[crop_size, crop_size])]),
-            EnsureTyped(["image", "heatmap"], dtype=torch.float32, track_meta=False),
-        ]
-    )
-    return image_transform, crop_transform
+    sizes = {"image_size": image_size, "crop_size": crop_size, "batched_augmentation": batched_augmentation}
+    configs = ["common.json", "pretrain.json"]
+    return bundle_item("train#image_transform", configs, **sizes), bundle_item("train#crop_transform", configs, **sizes)
 
 
 # -------------------------------------------------------------------------------------------- memory
@@ -401,17 +379,7 @@ def bench_pipeline(
             if workdir
             else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_")))
         )
-        datalist = write_source_images(
-            root / "source", n_images, source_size, image_size // HEATMAP_STRIDE, seed
-        )
-        reference_crops = write_reference_crops(datalist, root / "reference_crops", image_size)
-        bytes_on_disk = {
-            "source_images": _dir_bytes([d["image"] for d in datalist]),
-            "ours_heatmaps": _dir_bytes([d["heatmap"] for d in datalist]),
-            "reference_crops": _dir_bytes(
-                [c["image"] for c in reference_crops] + [c["heatmap"] for c in reference_crops]
-            ),
-        }
+        datalist, reference_crops, bytes_on_disk = _write_bench_data(root, n_images, source_size, image_size, seed)
 
         setup_start = time.perf_counter()
         image_transform, crop_transform = ours_transforms(image_size, crop_size, batched_augmentation)
@@ -450,61 +418,19 @@ def bench_pipeline(
             for batch, _ in zip(ours_loader(), range(warmup + steps), strict=False)
         ]
 
-        rates: dict[str, list[float]] = {p: [] for p in PIPELINES}
-        wait: dict[str, list[float]] = {p: [] for p in PIPELINES}
-        peak_kib = dict.fromkeys(PIPELINES, 0)
-        peak_gpu = dict.fromkeys(PIPELINES, 0)
-        for _ in range(rounds):
-            for pipeline in PIPELINES:
-                network.to(memory_format=torch.contiguous_format)
-                network.load_state_dict(initial_state)
-                if device_t.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device_t)
-                with _PeakMemory() as memory:
-                    if pipeline == "ours":
-                        timer = _run_ours(
-                            network,
-                            ours_loader(),
-                            loss_fn,
-                            device_t,
-                            autocast_dtype,
-                            channels_last,
-                            warmup,
-                            steps,
-                            batch_augmentation,
-                            memory,
-                        )
-                    elif pipeline == "reference":
-                        timer = _run_plain(
-                            network, reference_batches(), loss_fn, device_t, None, False, warmup, steps, memory
-                        )
-                    else:
-                        timer = _run_plain(
-                            network,
-                            iter(resident),
-                            loss_fn,
-                            device_t,
-                            autocast_dtype,
-                            channels_last,
-                            warmup,
-                            steps,
-                            memory,
-                        )
-                elapsed = timer.end - timer.start
-                rates[pipeline].append(batch_size * steps / elapsed)
-                wait[pipeline].append(timer.data_wait / elapsed)
-                peak_kib[pipeline] = max(peak_kib[pipeline], memory.peak_kib)
-                if device_t.type == "cuda":
-                    peak_gpu[pipeline] = max(peak_gpu[pipeline], torch.cuda.max_memory_allocated(device_t))
-        network.to(memory_format=torch.contiguous_format)
-
-    def spread(values: Sequence[float]) -> dict[str, Any]:
-        return {
-            "median": statistics.median(values),
-            "min": min(values),
-            "max": max(values),
-            "rounds": list(values),
-        }
+        runners = {
+            "ours": lambda memory: _run_ours(
+                network, ours_loader(), loss_fn, device_t, autocast_dtype, channels_last, warmup, steps,
+                batch_augmentation, memory,
+            ),
+            "reference": lambda memory: _run_plain(
+                network, reference_batches(), loss_fn, device_t, None, False, warmup, steps, memory
+            ),
+            "compute": lambda memory: _run_plain(
+                network, iter(resident), loss_fn, device_t, autocast_dtype, channels_last, warmup, steps, memory
+            ),
+        }  # fmt: skip
+        rates, wait, peak_kib, peak_gpu = _alternate_pipelines(network, initial_state, runners, rounds, batch_size * steps)
 
     results = {
         p: {
@@ -549,6 +475,57 @@ def bench_pipeline(
     if verbose:
         print(format_pipeline_report(report))
     return report
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median, min, max and the per-round values of a benchmark's rounds."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": list(values)}
+
+
+def _write_bench_data(
+    root: Path, n_images: int, source_size: int, image_size: int, seed: int
+) -> tuple[list[dict[str, str]], list[dict[str, str]], dict[str, int]]:
+    """Source images with heatmaps (ours) and the reference's crop files of them, and the bytes each takes on disk."""
+    datalist = write_source_images(root / "source", n_images, source_size, image_size // HEATMAP_STRIDE, seed)
+    reference_crops = write_reference_crops(datalist, root / "reference_crops", image_size)
+    bytes_on_disk = {
+        "source_images": _dir_bytes([d["image"] for d in datalist]),
+        "ours_heatmaps": _dir_bytes([d["heatmap"] for d in datalist]),
+        "reference_crops": _dir_bytes([c["image"] for c in reference_crops] + [c["heatmap"] for c in reference_crops]),
+    }
+    return datalist, reference_crops, bytes_on_disk
+
+
+def _alternate_pipelines(
+    network: torch.nn.Module,
+    initial_state: dict[str, torch.Tensor],
+    runners: dict[str, Callable[[Any], Any]],
+    rounds: int,
+    timed_crops: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int], dict[str, int]]:
+    """Run every pipeline once per round, in turn, each from the initial weights: per pipeline the crops/s and
+    data-wait fraction of each round, and the peak host (KiB) and GPU (bytes) memory over the rounds."""
+    device = next(network.parameters()).device
+    rates: dict[str, list[float]] = {p: [] for p in runners}
+    wait: dict[str, list[float]] = {p: [] for p in runners}
+    peak_kib = dict.fromkeys(runners, 0)
+    peak_gpu = dict.fromkeys(runners, 0)
+    for _ in range(rounds):
+        for pipeline, run in runners.items():
+            network.to(memory_format=torch.contiguous_format)
+            network.load_state_dict(initial_state)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            with _PeakMemory() as memory:
+                timer = run(memory)
+            elapsed = timer.end - timer.start
+            rates[pipeline].append(timed_crops / elapsed)
+            wait[pipeline].append(timer.data_wait / elapsed)
+            peak_kib[pipeline] = max(peak_kib[pipeline], memory.peak_kib)
+            if device.type == "cuda":
+                peak_gpu[pipeline] = max(peak_gpu[pipeline], torch.cuda.max_memory_allocated(device))
+    network.to(memory_format=torch.contiguous_format)
+    return rates, wait, peak_kib, peak_gpu
 
 
 def format_pipeline_report(report: dict[str, Any]) -> str:
@@ -619,19 +596,7 @@ def bench_heatmaps(
     tune_malloc()
     torch.manual_seed(seed)
     classifier = CAMClassifier(spatial_dims=2, in_channels=3, num_classes=2, width=width).to(device_t).eval()
-    transform = Compose(
-        [
-            LoadImaged(
-                "image",
-                reader="PILReader",
-                reverse_indexing=False,
-                image_only=True,
-                ensure_channel_first=True,
-            ),
-            Resized("image", spatial_size=(image_size, image_size), mode="area"),
-            ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0),
-        ]
-    )
+    transform = bundle_item("load_image", image_size=image_size)  # the fundus bundle's, as heatmaps.json loads
     full, compute = [], []
     with tempfile.TemporaryDirectory(prefix="bench_heatmaps_") as root:
         datalist = write_source_images(Path(root) / "source", n_images, image_size + image_size // 4, 1, seed)

@@ -182,17 +182,8 @@ def bench_step(
     device_t = torch.device(device)
     on_gpu = device_t.type == "cuda"
 
-    notes: list[str] = []
     bf16_ok, bf16_note = (torch.cuda.is_bf16_supported(), "GPU lacks bf16") if on_gpu else bf16_supported()
-    runnable = []
-    for variant in variants:
-        autocast_dtype, channels_last = parse_variant(variant)
-        if autocast_dtype and not bf16_ok:
-            notes.append(f"skipped {variant}: {bf16_note}")
-        elif channels_last and spatial_dims != 2:
-            notes.append(f"skipped {variant}: channels_last is 2D only")
-        else:
-            runnable.append(variant)
+    runnable, notes = _runnable_variants(variants, spatial_dims, bf16_ok, bf16_note)
 
     torch.manual_seed(seed)
     network = CAMContrastNet(spatial_dims=spatial_dims, width=width).to(device_t).train()
@@ -216,34 +207,11 @@ def bench_step(
     losses: dict[str, list[float]] = {}
     for round_index in range(rounds):
         for variant in runnable:
-            autocast_dtype, channels_last = parse_variant(variant)
-            memory_format = torch.channels_last if channels_last else torch.contiguous_format
-            network.to(memory_format=memory_format)
-            network.load_state_dict(initial_state)
-            optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
-            run_batches = [
-                (
-                    image.contiguous(memory_format=memory_format),
-                    heatmap.contiguous(memory_format=memory_format),
-                )
-                for image, heatmap in batches
-            ]
-            step_losses = []
-            if on_gpu:
-                torch.cuda.reset_peak_memory_stats(device_t)
-            for image, heatmap in run_batches[:warmup]:
-                step_losses.append(_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype))
-            synchronize(device_t)
-            start = time.perf_counter()
-            for image, heatmap in run_batches[warmup:]:
-                step_losses.append(_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype))
-            synchronize(device_t)
-            elapsed = time.perf_counter() - start
-            if on_gpu:
-                peak_gpu[variant] = max(peak_gpu.get(variant, 0), torch.cuda.max_memory_allocated(device_t))
+            elapsed, step_losses, peak_memory = _time_variant(network, initial_state, loss_fn, batches, warmup, variant)
+            peak_gpu[variant] = max(peak_gpu.get(variant, 0), peak_memory)
             per_round[variant].append(batch_size * steps / elapsed)
             if round_index == 0:
-                losses[variant] = [float(loss) for loss in step_losses]
+                losses[variant] = step_losses
     network.to(memory_format=torch.contiguous_format)
 
     peaks = {k: max(v, peaks_before[k]) for k, v in _measure_peaks(peak_size, bf16_ok, device_t).items()}
@@ -271,12 +239,7 @@ def bench_step(
             "losses": losses[variant],
             "peak_gpu_memory_mib": peak_gpu[variant] / 2**20 if on_gpu else None,
         }
-    loss_diff, loss_rel_diff = {}, {}
-    if "fp32" in losses:
-        for variant, values in losses.items():
-            pairs = list(zip(values, losses["fp32"], strict=True))
-            loss_diff[variant] = max(abs(a - b) for a, b in pairs)
-            loss_rel_diff[variant] = max(abs(a - b) / max(abs(b), 1e-12) for a, b in pairs)
+    loss_diff, loss_rel_diff = _loss_differences_from_fp32(losses)
 
     report = {
         "config": {
@@ -306,6 +269,65 @@ def bench_step(
     if verbose:
         print(format_report(report))
     return report
+
+
+def _runnable_variants(
+    variants: Sequence[str], spatial_dims: int, bf16_ok: bool, bf16_note: str
+) -> tuple[list[str], list[str]]:
+    """The variants this device can run, and a note for each one skipped."""
+    runnable, notes = [], []
+    for variant in variants:
+        autocast_dtype, channels_last = parse_variant(variant)
+        if autocast_dtype and not bf16_ok:
+            notes.append(f"skipped {variant}: {bf16_note}")
+        elif channels_last and spatial_dims != 2:
+            notes.append(f"skipped {variant}: channels_last is 2D only")
+        else:
+            runnable.append(variant)
+    return runnable, notes
+
+
+def _time_variant(
+    network: torch.nn.Module,
+    initial_state: dict[str, torch.Tensor],
+    loss_fn: torch.nn.Module,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    warmup: int,
+    variant: str,
+) -> tuple[float, list[float], int]:
+    """One run of ``variant`` from the initial weights and a fresh SGD over ``batches``: the seconds of the
+    steps after ``warmup``, every step's loss, and the peak GPU memory in bytes (0 on the CPU)."""
+    autocast_dtype, channels_last = parse_variant(variant)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    device = batches[0][0].device
+    network.to(memory_format=memory_format)
+    network.load_state_dict(initial_state)
+    optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    run_batches = [
+        (image.contiguous(memory_format=memory_format), heatmap.contiguous(memory_format=memory_format))
+        for image, heatmap in batches
+    ]
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
+    step_losses = [_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype) for image, heatmap in run_batches[:warmup]]
+    synchronize(device)
+    start = time.perf_counter()
+    step_losses += [_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype) for image, heatmap in run_batches[warmup:]]
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    return elapsed, [float(loss) for loss in step_losses], torch.cuda.max_memory_allocated(device) if on_gpu else 0
+
+
+def _loss_differences_from_fp32(losses: dict[str, list[float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per variant, the largest absolute and relative difference of its step losses from fp32's (empty without fp32)."""
+    absolute, relative = {}, {}
+    if "fp32" in losses:
+        for variant, values in losses.items():
+            pairs = list(zip(values, losses["fp32"], strict=True))
+            absolute[variant] = max(abs(a - b) for a, b in pairs)
+            relative[variant] = max(abs(a - b) / max(abs(b), 1e-12) for a, b in pairs)
+    return absolute, relative
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -22,7 +22,13 @@ from monai.transforms import Compose
 from PIL import Image
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.apps.demo.common import StepAnnouncer, demo_overrides, read_history
+from camcontrast_monai.apps.demo.common import (
+    StepAnnouncer,
+    demo_overrides,
+    read_history,
+    stage2_loss_section,
+    write_readme,
+)
 from camcontrast_monai.apps.probe import (
     PROBE_BASELINES,
     probe_demo_encoders,
@@ -247,9 +253,13 @@ def write_cxr_report(
         "multilabel_stage1_quality": multilabel_quality, "downstream": rows, "per_class_auc": per_class_rows,
     }  # fmt: skip
     metrics["probes"] = probes = json.loads((runs / "probes" / "probes.json").read_text())
+    metrics["stage2_loss"], stage2_lines = stage2_loss_section(
+        out_dir, bundle_path(BUNDLE_NAME), plan.pretrain_epochs, plan.pretrain_batch_size
+    )
     write_json(metrics, report / "metrics.json")
     absent = [name for name in CHESTXRAY14_LABELS if name not in CXR_FINDINGS]
-    text = "\n".join(
+    return write_readme(
+        report,
         [
             "# CAMContrast chest X-ray demo report",
             "",
@@ -268,6 +278,7 @@ def write_cxr_report(
             f"The synthetic set draws {len(CXR_FINDINGS)} of the 14 labels ({', '.join(CXR_FINDINGS)}); "
             f"{', '.join(absent)} never occur, so they have no AUC and are left out of the mean.",
             "",
+            *stage2_lines,
             "## Stage 1 (coarse labels) and heatmap quality, held-out pretraining images",
             "",
             markdown_table([{"quantity": k, "value": v} for k, v in quality.items()]),
@@ -294,11 +305,5 @@ def write_cxr_report(
             markdown_table(per_class_rows),
             "![per-class AUC](per_class_auc.png)",
             "",
-            "## Training curves",
-            "",
-            "![curves](curves.png)",
-            "",
-        ]
+        ],
     )
-    (report / "README.md").write_text(text)
-    return report

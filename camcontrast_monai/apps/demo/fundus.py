@@ -23,7 +23,13 @@ from monai.transforms import Compose
 from PIL import Image
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.apps.demo.common import StepAnnouncer, demo_overrides, read_history
+from camcontrast_monai.apps.demo.common import (
+    StepAnnouncer,
+    demo_overrides,
+    read_history,
+    stage2_loss_section,
+    write_readme,
+)
 from camcontrast_monai.apps.probe import (
     PROBE_BASELINES,
     probe_demo_encoders,
@@ -32,11 +38,10 @@ from camcontrast_monai.apps.probe import (
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.report.figures import save_bar_chart, save_curves, save_heatmap_overlays
 from camcontrast_monai.report.localisation import localisation_summary, roc_auc
-from camcontrast_monai.report.stage2 import stage2_loss_position
 from camcontrast_monai.report.tables import markdown_table, write_json
 from camcontrast_monai.synthetic.fundus import LESION_TYPES, write_fundus_dataset
 
-__all__ = ["DemoPlan", "FULL", "QUICK", "run_demo"]
+__all__ = ["DemoPlan", "FULL", "FundusSizes", "QUICK", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +49,28 @@ TASK_METRICS = {"grading": "joint accuracy", "lesions": "mean AUC-PR", "disc_cup
 
 
 @dataclasses.dataclass(frozen=True)
-class DemoPlan:
+class FundusSizes:
+    """The sizes of a fundus chain (synthetic data -> stage 1 -> stage 2 -> fine-tuning) that the demo and
+    the comparison (``apps.compare.ComparePlan``) both set."""
+
+    n_pretrain: int
+    n_downstream: int
+    image_size: int
+    width: int
+    stage1_epochs: int
+    stage1_batch_size: int
+    pretrain_epochs: int
+    pretrain_batch_size: int
+    pretrain_lr: float
+    cls_image_size: int
+    cls_crop_size: int
+    seg_image_size: int
+    finetune_epochs: int
+    finetune_batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoPlan(FundusSizes):
     """Reduced sizes that let the whole chain run on a 2-core CPU (the paper's are in the bundle configs).
 
     Stage 2 gets a smaller batch and a higher learning rate than the paper's 120 / 1e-3: the paper
@@ -63,20 +89,6 @@ class DemoPlan:
     stay in the bundle and in ``camcontrast bench compare``.
     """
 
-    n_pretrain: int
-    n_downstream: int
-    image_size: int
-    width: int
-    stage1_epochs: int
-    stage1_batch_size: int
-    pretrain_epochs: int
-    pretrain_batch_size: int
-    pretrain_lr: float
-    cls_image_size: int
-    cls_crop_size: int
-    seg_image_size: int
-    finetune_epochs: int
-    finetune_batch_size: int
     seg_tasks: tuple[str, ...]
     label_fraction: float
 
@@ -186,15 +198,6 @@ def _stage1_evaluation(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan) ->
     return quality, figure_inputs
 
 
-def _stage2_position(out_dir: Path, plan: DemoPlan) -> dict[str, Any]:
-    """The stage-2 loss between collapse and its floor, for the pretraining set's share of normal images."""
-    pairs = json.loads((out_dir / "runs/heatmaps/heatmap_datalist.json").read_text())
-    normal_fraction = float(np.mean([int(entry["label"]) == 0 for entry in pairs]))
-    losses = [value for _, value in read_history(out_dir / "runs/pretrain/loss_history.json")["loss"]]
-    temperature = json.loads((bundle_path() / "configs" / "pretrain.json").read_text())["temperature"]
-    return stage2_loss_position(losses, plan.pretrain_epochs, plan.pretrain_batch_size, normal_fraction, temperature)
-
-
 def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: int, seconds: float) -> Path:
     """Write ``report/``: README.md, metrics.json, heatmaps.png, curves.png, downstream.png."""
     report = out_dir / "report"
@@ -233,7 +236,7 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
     save_bar_chart(bars, report / "downstream.png", f"downstream test scores (seed {seed}, one run each)")
 
     probes = json.loads((runs / "probes" / "probes.json").read_text())
-    stage2 = _stage2_position(out_dir, plan)
+    stage2, stage2_lines = stage2_loss_section(out_dir, bundle_path(), plan.pretrain_epochs, plan.pretrain_batch_size)
     probe_lines = write_probe_section(probes, report, "camcontrast", PROBE_BASELINES)
     metrics = {
         "plan": dataclasses.asdict(plan), "seed": seed, "seconds": seconds, "stage1_quality": quality,
@@ -241,7 +244,8 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
     }  # fmt: skip
     write_json(metrics, report / "metrics.json")
     quality_rows = [{"quantity": key, "value": value} for key, value in quality.items()]
-    text = "\n".join(
+    return write_readme(
+        report,
         [
             "# CAMContrast demo report",
             "",
@@ -252,18 +256,7 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
             f"{plan.finetune_epochs} fine-tuning epochs on {plan.n_downstream} downstream images.",
             "",
             *probe_lines,
-            "## Stage 2: how far the loss got",
-            "",
-            f"The last stage-2 epoch's mean NT-Xent is {stage2['final_epoch_loss']:.2f}. A collapsed encoder gives "
-            f"log(2B - 1) = {stage2['collapsed']:.2f} for batch {stage2['batch_size']}; with about "
-            f"{stage2['identical_heatmaps_per_batch']} normal (all-zero, so identical) heatmaps per batch no encoder "
-            f"can go below {stage2['floor']:.2f}. "
-            + (
-                f"Stage 2 covered {stage2['progress']:.0%} of the way from collapse to that floor."
-                if stage2["progress"] > 0
-                else "The loss has not yet come below the collapsed value: stage 2 needs more steps."
-            ),
-            "",
+            *stage2_lines,
             "## Stage 1 and heatmap quality (held-out pretraining images)",
             "",
             markdown_table(quality_rows),
@@ -281,11 +274,5 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: DemoPlan, seed: in
             markdown_table(rows),
             "![downstream](downstream.png)",
             "",
-            "## Training curves",
-            "",
-            "![curves](curves.png)",
-            "",
-        ]
+        ],
     )
-    (report / "README.md").write_text(text)
-    return report

@@ -23,7 +23,13 @@ from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.apps.demo.common import StepAnnouncer, demo_overrides
+from camcontrast_monai.apps.demo.common import (
+    StepAnnouncer,
+    demo_overrides,
+    read_history,
+    stage2_loss_section,
+    write_readme,
+)
 from camcontrast_monai.apps.probe import (
     PROBE_BASELINES,
     probe_demo_encoders,
@@ -200,14 +206,11 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: MRIDemoPlan, manif
     figures = _heatmap_figures(samples, report)
     rows = summarize_crossval(runs / "finetune" / "adni_3way", report, n_folds=plan.n_folds)
 
-    def history(path: Path) -> dict[str, list]:
-        return json.loads(path.read_text()) if path.exists() else {}
-
     curves = {
-        "stage 1 loss": history(runs / "stage1/loss_history.json"),
-        "stage 2 NT-Xent": history(runs / "pretrain/loss_history.json"),
+        "stage 1 loss": read_history(runs / "stage1/loss_history.json"),
+        "stage 2 NT-Xent": read_history(runs / "pretrain/loss_history.json"),
         "fine-tune validation mean AUC (fold 1)": {
-            init: history(runs / f"finetune/adni_3way/{init}/lr{plan.finetune_lr:g}/fold0/val_history.json").get("val_mean_auc", [])
+            init: read_history(runs / f"finetune/adni_3way/{init}/lr{plan.finetune_lr:g}/fold0/val_history.json").get("val_mean_auc", [])
             for init in ("random", "camcontrast")
         },
     }
@@ -217,10 +220,14 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: MRIDemoPlan, manif
         "plan": dataclasses.asdict(plan), "seed": seed, "seconds": seconds, "cohort": {k: manifest[k] for k in ("n_subjects", "n_sessions", "subjects_per_diagnosis")},
         "stage1_quality": quality, "crossval": rows,
     }  # fmt: skip
+    metrics["stage2_loss"], stage2_lines = stage2_loss_section(
+        out_dir, bundle_path(BUNDLE_NAME), plan.pretrain_epochs, plan.pretrain_batch_size
+    )
     metrics["probes"] = probes = json.loads((runs / "probes" / "probes.json").read_text())
     write_json(metrics, report / "metrics.json")
     cohort = manifest["subjects_per_diagnosis"]
-    text = "\n".join(
+    return write_readme(
+        report,
         [
             "# CAMContrast 3D brain MRI demo report",
             "",
@@ -238,6 +245,7 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: MRIDemoPlan, manif
             "a difference between initialisations is weak evidence either way.",
             "",
             *write_probe_section(probes, report, "camcontrast", PROBE_BASELINES),
+            *stage2_lines,
             "## Transfer to CN / MCI / AD (Table 11 layout)",
             "",
             (report / "crossval_table.md").read_text(),
@@ -252,11 +260,5 @@ def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: MRIDemoPlan, manif
             "",
             *(f"![{name}]({name})" for name in figures),
             "",
-            "## Training curves",
-            "",
-            "![curves](curves.png)",
-            "",
-        ]
+        ],
     )
-    (report / "README.md").write_text(text)
-    return report
