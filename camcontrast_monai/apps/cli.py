@@ -145,66 +145,8 @@ class Bench:
     pipeline = LazyCommand("camcontrast_monai.apps.bench.pipeline:bench_pipeline")
     heatmaps = LazyCommand("camcontrast_monai.apps.bench.pipeline:bench_heatmaps")
     gpu = LazyCommand("camcontrast_monai.apps.bench.gpu_check:run_gpu_check")
-
-    def compare(
-        self,
-        out: str = "compare_output",
-        methods: str = "camcontrast,supce-crop,simclr-crop,random",
-        tasks: str = "grading,lesions",
-        fractions: str = "0.25",
-        seeds: str = "0,1,2",
-        preset: str = "default",
-        dataset_dir: str | None = None,
-        num_workers: int = 2,
-        embedding_map: bool = True,
-        shared_pretraining: bool = False,
-        report_only: bool = False,
-    ) -> None:
-        """Pretraining methods x downstream tasks x label fractions x seeds -> report (resumes where it stopped).
-
-        Args:
-            out: folder for data, runs and the report (report/README.md); rerun the same command to resume.
-            methods: comma-separated specs: random, camcontrast, simclr[-crop], supce[-crop], supcon[-crop],
-                each optionally with ":ablation" or ":key=value" overrides, e.g. "camcontrast:no_attention".
-            tasks: comma-separated downstream tasks: grading, lesions, disc_cup, vessels.
-            fractions: comma-separated label fractions of the training split.
-            seeds: comma-separated seeds (each seed pretrains, splits and fine-tunes anew).
-            preset: sizes and learning-rate grid: "default" (about an hour on 2 CPU cores) or "tiny" (a smoke run).
-            dataset_dir: a folder with pretrain/ and downstream/ in the fundus bundle's layout; default:
-                synthetic data written under out/data.
-            num_workers: data-loading worker processes.
-            embedding_map: also draw UMAP maps of the first seed's encoders' crop representations (Fig. 8).
-            shared_pretraining: pretrain each method once (first seed) and fine-tune every seed from it.
-            report_only: run nothing; write the report from the runs finished so far (for the given seeds).
-        """
-        from camcontrast_monai.apps.compare import run_compare
-
-        run_compare(
-            out=out, methods=methods, tasks=tasks, fractions=fractions, seeds=seeds, preset=preset,
-            dataset_dir=dataset_dir, num_workers=num_workers, embedding_map=embedding_map,
-            shared_pretraining=shared_pretraining, report_only=report_only,
-        )  # fmt: skip
-
-    def schedule(
-        self, snapshot_dir: str, dataset_dir: str, steps_per_epoch: int, bundle: str = "fundus", classifier: str = "",
-        out: str = "schedule_output", n_splits: int = 20, seed: int = 0, **overrides,
-    ) -> None:  # fmt: skip
-        """Frozen probes of stage-2 encoder snapshots against their steps: where the representation levels off.
-
-        Args:
-            snapshot_dir: the epoch<N>.pt files of a stage-2 run started with --encoder_snapshot_epochs [..].
-            dataset_dir: the bundle's data folder.
-            steps_per_epoch: optimiser steps per stage-2 epoch (the length of its progress bar).
-            bundle: fundus, cxr or mri3d.
-            classifier: the run's stage-1 classifier.pt, probed as a reference line.
-            out: folder for probes.json, schedule_linear.png, schedule_knn.png and report/README.md.
-            n_splits: resampled splits shared by every snapshot.
-            seed: seed of the splits and of the random encoder.
-            **overrides: bundle config values as in the stage-2 run, e.g. --width 16 --image_size 128.
-        """
-        from camcontrast_monai.apps.schedule import probe_schedule
-
-        probe_schedule(snapshot_dir, dataset_dir, steps_per_epoch, bundle, classifier, out, n_splits, seed, **overrides)
+    compare = LazyCommand("camcontrast_monai.apps.compare:run_compare")
+    schedule = LazyCommand("camcontrast_monai.apps.schedule:probe_schedule")
 
 
 @coerce_switches

@@ -523,10 +523,10 @@ def _write_report(
 
 def run_compare(
     out: str = "compare_output",
-    methods: Any = "camcontrast,supce-crop,simclr-crop,random",
-    tasks: Any = "grading,lesions",
-    fractions: Any = 0.25,
-    seeds: Any = "0,1,2",
+    methods: str | Sequence[str] = "camcontrast,supce-crop,simclr-crop,random",
+    tasks: str | Sequence[str] = "grading,lesions",
+    fractions: float | str | Sequence[float] = 0.25,
+    seeds: int | str | Sequence[int] = "0,1,2",
     preset: str = "default",
     dataset_dir: str | None = None,
     num_workers: int = 2,
@@ -534,7 +534,24 @@ def run_compare(
     shared_pretraining: bool = False,
     report_only: bool = False,
 ) -> Path:
-    """Run (or resume) a comparison and write ``<out>/report``; returns the report folder.
+    """Pretraining methods x downstream tasks x label fractions x seeds -> report (resumes where it stopped).
+
+    Writes ``<out>/report`` and returns the report folder.
+
+    Args:
+        out: folder for data, runs and the report (report/README.md); rerun the same command to resume.
+        methods: comma-separated specs: random, camcontrast, simclr[-crop], supce[-crop], supcon[-crop],
+            each optionally with ":ablation" or ":key=value" overrides, e.g. "camcontrast:no_attention".
+        tasks: comma-separated downstream tasks: grading, lesions, disc_cup, vessels.
+        fractions: comma-separated label fractions of the training split.
+        seeds: comma-separated seeds (each seed pretrains, splits and fine-tunes anew).
+        preset: sizes and learning-rate grid: "default" (about an hour on 2 CPU cores) or "tiny" (a smoke run).
+        dataset_dir: a folder with pretrain/ and downstream/ in the fundus bundle's layout; default:
+            synthetic data written under out/data.
+        num_workers: data-loading worker processes.
+        embedding_map: also draw UMAP maps of the first seed's encoders' crop representations (Fig. 8).
+        shared_pretraining: pretrain each method once (first seed) and fine-tune every seed from it.
+        report_only: run nothing; write the report from the runs finished so far (for the given seeds).
 
     ``report_only`` runs nothing: it lists what is done and writes the report from the finished runs
     (a cell needs every given seed at a learning rate; pass the finished seeds to see a partial table).

@@ -31,11 +31,20 @@ def probe_schedule(
     snapshot_dir: str, dataset_dir: str, steps_per_epoch: int, bundle: str = "fundus", classifier: str = "",
     out: str = "schedule_output", n_splits: int = PROBE_SPLITS, seed: int = 0, **overrides: Any,
 ) -> Path:  # fmt: skip
-    """Probe every ``epoch{N}.pt`` in ``snapshot_dir`` and write ``<out>/report/README.md`` with ``schedule.png``.
+    """Frozen probes of stage-2 encoder snapshots against their steps: where the representation levels off.
 
-    ``steps_per_epoch`` turns epochs into optimiser steps (stage 2 logs it as the length of an epoch's
-    progress bar). Extra ``--key value`` pairs override the bundle configs, as for the stage-2 run
-    (e.g. ``--width 16 --image_size 128``).
+    Probes every ``epoch{N}.pt`` in ``snapshot_dir`` and writes ``<out>/report/README.md`` with the curves.
+
+    Args:
+        snapshot_dir: the epoch<N>.pt files of a stage-2 run started with --encoder_snapshot_epochs [..].
+        dataset_dir: the bundle's data folder.
+        steps_per_epoch: optimiser steps per stage-2 epoch (the length of its progress bar).
+        bundle: fundus, cxr or mri3d.
+        classifier: the run's stage-1 classifier.pt, probed as a reference line.
+        out: folder for probes.json, schedule_linear.png, schedule_knn.png and report/README.md.
+        n_splits: resampled splits shared by every snapshot.
+        seed: seed of the splits and of the random encoder.
+        **overrides: bundle config values as in the stage-2 run, e.g. --width 16 --image_size 128.
     """
     from camcontrast_monai.report.probes import save_probe_curves
 
