@@ -32,13 +32,22 @@ def coerce_switches(cls: type) -> type:
     anything that is not a boolean spelling, naming the flag, instead of running the wrong experiment.
     """
     for name, command in vars(cls).copy().items():
-        if name.startswith("_") or not callable(command):
-            continue
-        signature = inspect.signature(command)
-        flags = [p.name for p in signature.parameters.values() if p.annotation in (bool, "bool")]
-        if flags:
-            setattr(cls, name, _with_switches(command, signature, flags))
+        if not name.startswith("_") and callable(command):
+            setattr(cls, name, with_switches(command))
     return cls
+
+
+def with_switches(command):
+    """``command`` with its ``bool`` parameters passed through :func:`as_switch` (``command`` itself if it has none)."""
+    signature = inspect.signature(command)
+    flags = [p.name for p in signature.parameters.values() if p.annotation in (bool, "bool")]
+    return _with_switches(command, signature, flags) if flags else command
+
+
+def import_target(target: str):
+    """The function named by ``"package.module:function"``, imported now."""
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _with_switches(command, signature: inspect.Signature, flags: list[str]):
@@ -125,19 +134,15 @@ class LazyCommand:
     def __get__(self, instance: object, owner: type | None = None):
         if instance is None:  # class access, as fire's help makes when it classifies members: no import
             return self
-        module, name = self.target.split(":")
-        function = getattr(importlib.import_module(module), name)
+        function = import_target(self.target)
 
         @functools.wraps(function)
         def command(*args, **kwargs) -> None:
             function(*args, **kwargs)
 
-        signature = inspect.signature(function)
-        flags = [p.name for p in signature.parameters.values() if p.annotation in (bool, "bool")]
-        return _with_switches(command, signature, flags) if flags else command
+        return with_switches(command)
 
 
-@coerce_switches
 class Bench:
     """Benchmarks that print ratios against a baseline measured in the same process."""
 
@@ -215,8 +220,7 @@ class CLI:
         }
         if bundle not in runners:
             raise SystemExit(f"unknown demo bundle {bundle!r}; choose one of {sorted(runners)}")
-        module, function = runners[bundle].split(":")
-        getattr(importlib.import_module(module), function)(out=out, quick=quick, seed=seed, num_workers=num_workers)
+        import_target(runners[bundle])(out=out, quick=quick, seed=seed, num_workers=num_workers)
 
     def probe(
         self, encoders: str, dataset_dir: str, bundle: str = "fundus", out: str = "probe_output", n_splits: int = 20,

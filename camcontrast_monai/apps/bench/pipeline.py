@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -39,9 +38,7 @@ import numpy as np
 import torch
 from ignite.engine import Events
 from monai.data import DataLoader as MonaiDataLoader
-from monai.transforms import (
-    Compose,
-)
+from monai.transforms import Compose
 from PIL import Image
 
 from camcontrast_monai.apps.bench.step import (
@@ -49,6 +46,7 @@ from camcontrast_monai.apps.bench.step import (
     TEMPERATURE,
     bf16_supported,
     parse_variant,
+    spread,
     synchronize,
 )
 from camcontrast_monai.apps.bundle import bundle_item
@@ -477,11 +475,6 @@ def bench_pipeline(
     return report
 
 
-def spread(values: Sequence[float]) -> dict[str, Any]:
-    """Median, min, max and the per-round values of a benchmark's rounds."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": list(values)}
-
-
 def _write_bench_data(
     root: Path, n_images: int, source_size: int, image_size: int, seed: int
 ) -> tuple[list[dict[str, str]], list[dict[str, str]], dict[str, int]]:
@@ -625,18 +618,8 @@ def bench_heatmaps(
             "num_workers": num_workers,
             "device": str(device_t),
         },  # fmt: skip
-        "images_per_s": {
-            "median": statistics.median(full),
-            "min": min(full),
-            "max": max(full),
-            "rounds": full,
-        },
-        "compute_images_per_s": {
-            "median": statistics.median(compute),
-            "min": min(compute),
-            "max": max(compute),
-            "rounds": compute,
-        },  # fmt: skip
+        "images_per_s": spread(full),
+        "compute_images_per_s": spread(compute),
     }
     if verbose:
         f, k = report["images_per_s"], report["compute_images_per_s"]

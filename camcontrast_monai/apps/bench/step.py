@@ -28,7 +28,7 @@ from camcontrast_monai.utils.runtime import tune_malloc
 
 __all__ = [
     "KNOWN_VARIANTS", "bench_step", "bf16_supported", "count_step_flops", "format_report", "matmul_peak_gflops", "parse_variant",
-    "synchronize",
+    "spread", "synchronize",
 ]  # fmt: skip
 
 KNOWN_VARIANTS = ("fp32", "bf16", "fp32+channels_last", "bf16+channels_last")
@@ -226,12 +226,7 @@ def bench_step(
         if "fp32" in per_round:
             ratio = statistics.median(r / base for r, base in zip(rates, per_round["fp32"], strict=True))
         results[variant] = {
-            "crops_per_s": {
-                "median": median_rate,
-                "min": min(rates),
-                "max": max(rates),
-                "rounds": list(rates),
-            },
+            "crops_per_s": spread(rates),
             "seconds_per_step": seconds_per_step,
             "gflops": gflops,
             "fraction_of_peak": gflops / peak if peak else None,
@@ -269,6 +264,12 @@ def bench_step(
     if verbose:
         print(format_report(report))
     return report
+
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median, min, max and the per-round values of a benchmark's rounds."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": list(values)}
 
 
 def _runnable_variants(
