@@ -16,7 +16,8 @@ out = Path(sys.argv[1]).resolve()
 epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 30
 snapshots = [e for e in (1, 2, 3, 5, 8, 12, 16, 20, 25, 30, 40) if e <= epochs]
 bundle = bundle_path("camcontrast_mri3d")
-common = {**demo_overrides(bundle, out, plan.width, 0, 2), "resnet_depth": plan.resnet_depth, "n_folds": plan.n_folds, "split_seed": 0}
+N_FOLDS = 5  # the folds this schedule was run with (the demo has since moved to 4); they set the splits
+common = {**demo_overrides(bundle, out, plan.width, 0, 2), "resnet_depth": plan.resnet_depth, "n_folds": N_FOLDS, "split_seed": 0}
 times = {}
 start = time.time()
 if not (out / "runs" / "heatmaps" / "heatmap_datalist.json").is_file():
@@ -37,7 +38,7 @@ start = time.time()
 probe_schedule(
     str(out / "runs" / "pretrain" / "encoder_snapshots"), str(out / "data"), steps_per_epoch, bundle="mri3d",
     classifier=str(out / "runs" / "stage1" / "classifier.pt"), out=str(out / "schedule"), width=plan.width,
-    resnet_depth=plan.resnet_depth, n_folds=plan.n_folds, split_seed=0, check_pixels=False,
+    resnet_depth=plan.resnet_depth, n_folds=N_FOLDS, split_seed=0, check_pixels=False,
 )
 times["probes_s"] = time.time() - start
 (out / "times.json").write_text(json.dumps({**times, "steps_per_epoch": steps_per_epoch, "epochs": epochs, "snapshots": snapshots}, indent=2))
