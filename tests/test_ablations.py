@@ -11,9 +11,9 @@ from monai.transforms import Compose
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.apps.compare import ABLATIONS
-from camcontrast_monai.networks import CAMClassifier
+from camcontrast_monai.networks import CAMClassifier, unweighted_heatmaps
 from camcontrast_monai.synthetic import write_fundus_dataset
-from camcontrast_monai.transforms import BackgroundSuppression, RandPairedCropd, unweighted_heatmaps
+from camcontrast_monai.transforms import BackgroundSuppression, RandPairedCropd
 
 BUNDLE = bundle_path()
 N_IMAGES, SIZE, WIDTH = 10, 32, 2

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from camcontrast_monai.metrics import MultilabelAUC, multilabel_auc
-from camcontrast_monai.networks import CAMClassifier
+from camcontrast_monai.networks import CAMClassifier, positive_class_heatmaps
 from camcontrast_monai.synthetic import CXR_FINDINGS, generate_cxr, write_chestxray14_dataset
-from camcontrast_monai.transforms import positive_class_heatmaps
 
 
 def three_class_classifier():

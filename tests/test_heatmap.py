@@ -1,7 +1,7 @@
 import torch
 
-from camcontrast_monai.networks import CAMClassifier
-from camcontrast_monai.transforms.heatmap import CAMHeatmap, CAMHeatmapd, cam_heatmaps
+from camcontrast_monai.networks import CAMClassifier, cam_heatmaps
+from camcontrast_monai.transforms import CAMHeatmap, CAMHeatmapd
 
 
 def identity_classifier():

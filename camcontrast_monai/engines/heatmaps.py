@@ -15,7 +15,7 @@ from monai.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
-from camcontrast_monai.transforms.heatmap import cam_heatmaps, positive_class_heatmaps, unweighted_heatmaps
+from camcontrast_monai.networks.heatmaps import cam_heatmaps, positive_class_heatmaps, unweighted_heatmaps
 from camcontrast_monai.transforms.suppression import BackgroundSuppression, NegativeSuppression
 from camcontrast_monai.utils.io import atomic_path
 
@@ -69,10 +69,10 @@ def generate_heatmaps(
 
     ``multilabel=True`` (section 4.6): ``label_key`` holds each image's 0/1 vector over the classifier's
     K classes, and the heatmap is the average of the CAMs of its positive classes
-    (:func:`~camcontrast_monai.transforms.heatmap.positive_class_heatmaps`) instead of the abnormal-class CAM.
+    (:func:`~camcontrast_monai.networks.heatmaps.positive_class_heatmaps`) instead of the abnormal-class CAM.
 
     ``unweighted=True`` is the "unweighted heatmaps" ablation (Table 4): the sum of the feature maps
-    (:func:`~camcontrast_monai.transforms.heatmap.unweighted_heatmaps`) replaces the CAM.
+    (:func:`~camcontrast_monai.networks.heatmaps.unweighted_heatmaps`) replaces the CAM.
     """
     ids = [heatmap_id(entry, image_key) for entry in datalist]
     duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)

@@ -15,6 +15,7 @@ from camcontrast_monai.networks.downstream import (
     load_encoder_weights,
     pretrained_unet,
 )
+from camcontrast_monai.networks.heatmaps import cam_heatmaps, positive_class_heatmaps, unweighted_heatmaps
 from camcontrast_monai.networks.unet_encoder import UNetEncoder, unet_features
 
 __all__ = [
@@ -32,11 +33,14 @@ __all__ = [
     "MultiHeadCrossEntropyLoss",
     "ProjectionHead",
     "UNetEncoder",
+    "cam_heatmaps",
     "class_activation_maps",
     "encoder_classifier",
     "global_average_pool",
     "load_encoder_weights",
     "minmax_normalize",
+    "positive_class_heatmaps",
     "pretrained_unet",
     "unet_features",
+    "unweighted_heatmaps",
 ]
