@@ -200,27 +200,7 @@ class CLI:
         self.bench = Bench()
         self.bundle = Bundle()
 
-    def demo(
-        self, out: str = "demo_output", quick: bool = False, seed: int = 0, num_workers: int = 2, bundle: str = "fundus"
-    ) -> None:
-        """Synthetic data -> stage 1 -> heatmaps -> stage 2 -> fine-tuning (random vs CAMContrast) -> report.
-
-        Args:
-            out: folder for data, runs and the report (report/README.md).
-            quick: a ~2-minute smoke run at tiny sizes instead of the ~15-minute default.
-            seed: seed of the data, splits and training.
-            num_workers: data-loading worker processes.
-            bundle: which setting to demonstrate: "fundus" (2D colour photographs), "cxr" (2D chest
-                X-rays, multilabel) or "mri3d" (3D brain MRI).
-        """
-        runners = {
-            "fundus": "camcontrast_monai.apps.demo.fundus:run_demo",
-            "cxr": "camcontrast_monai.apps.demo.cxr:run_cxr_demo",
-            "mri3d": "camcontrast_monai.apps.demo.mri3d:run_mri3d_demo",
-        }
-        if bundle not in runners:
-            raise SystemExit(f"unknown demo bundle {bundle!r}; choose one of {sorted(runners)}")
-        import_target(runners[bundle])(out=out, quick=quick, seed=seed, num_workers=num_workers)
+    demo = LazyCommand("camcontrast_monai.apps.demo.driver:run_demo")
 
     def probe(
         self, encoders: str, dataset_dir: str, bundle: str = "fundus", out: str = "probe_output", n_splits: int = 20,

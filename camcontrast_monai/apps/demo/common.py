@@ -1,18 +1,35 @@
-"""What every demo shares: step announcements, the overrides each bundle run gets, training histories, the
-stage-2 loss section and the end of the report."""
+"""What the demos share: step announcements, the overrides each bundle run gets, training histories, the
+stage-2 loss section, the end of the report, and the held-out stage-1 evaluation of the 2D settings."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from camcontrast_monai.report.localisation import localisation_summary, roc_auc
 from camcontrast_monai.report.stage2 import stage2_loss_position
 
-__all__ = ["StepAnnouncer", "demo_overrides", "read_history", "stage2_loss_section", "write_readme"]
+__all__ = [
+    "StepAnnouncer",
+    "demo_overrides",
+    "finetune_result",
+    "held_out_2d",
+    "localisation",
+    "overlay_picks",
+    "read_history",
+    "stage1_quality",
+    "stage2_loss_section",
+    "write_readme",
+]
+
+# the foreground threshold of background suppression (15 on 0..255), for the field of view of the scores
+_FOREGROUND = 15 / 255
 
 
 class StepAnnouncer:
@@ -82,3 +99,68 @@ def write_readme(report: Path, lines: list[str]) -> Path:
     """Write a demo's ``report/README.md``: its own sections, then the training curves every demo ends with."""
     (report / "README.md").write_text("\n".join([*lines, "## Training curves", "", "![curves](curves.png)", ""]))
     return report
+
+
+def finetune_result(run_dir: Path) -> tuple[float, dict[str, Any], list]:
+    """A fine-tuning run's first test score, its ``test_metrics.json`` and its training-loss curve."""
+    result = json.loads((run_dir / "test_metrics.json").read_text())
+    return next(iter(result["metrics"].values())), result, read_history(run_dir / "loss_history.json").get("loss", [])
+
+
+def overlay_picks(labels: torch.Tensor, per_class: int = 4) -> list[int]:
+    """Indices of the first ``per_class`` abnormal and then normal images, as in the paper's Fig. 6."""
+    return torch.nonzero(labels == 1).flatten()[:per_class].tolist() + torch.nonzero(labels == 0).flatten()[:per_class].tolist()
+
+
+def held_out_2d(
+    workflow: Any, heatmap_dir: Path, read_mask: Callable[[str], np.ndarray], multilabel: bool = False
+) -> dict[str, torch.Tensor]:
+    """Images, heatmaps, ground-truth masks (area-resized to the image, so tiny findings survive), labels,
+    targets (multilabel) and stage-1 scores of a finished 2D stage-1 ``workflow``'s held-out pretraining images.
+
+    ``read_mask(stem)`` reads an image's ground-truth mask at its file resolution.
+    """
+    from monai.transforms import Compose
+
+    held_out = workflow.parser.get_parsed_content("pretrain_split")[1]
+    load_image = Compose(workflow.parser.get_parsed_content("load_image"))
+    classifier = workflow.parser.get_parsed_content("network").eval()
+    paired = {Path(d["image"]).stem: d for d in json.loads((heatmap_dir / "heatmap_datalist.json").read_text())}
+    images, heatmaps, masks = [], [], []
+    for entry in held_out:
+        stem = Path(entry["image"]).stem
+        images.append(torch.as_tensor(load_image({"image": entry["image"]})["image"]).float())
+        heatmaps.append(torch.from_numpy(np.load(paired[stem]["heatmap"]))[None])
+        mask = torch.from_numpy(read_mask(stem)).float()[None, None]
+        masks.append(torch.nn.functional.interpolate(mask, size=tuple(images[-1].shape[1:]), mode="area")[0, 0] > 0)
+    images_t = torch.stack(images)
+    with torch.no_grad():
+        logits = classifier(images_t.to(next(classifier.parameters()).device)).cpu()
+    shown = {
+        "images": images_t,
+        "heatmaps": torch.stack(heatmaps),
+        "masks": torch.stack(masks),
+        "labels": torch.tensor([int(entry["label"]) for entry in held_out]),
+        "scores": torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)[:, 1],
+    }
+    if multilabel:
+        shown["targets"] = torch.stack([torch.as_tensor(entry["targets"]) for entry in held_out])
+    return shown
+
+
+def localisation(shown: dict[str, torch.Tensor], which: torch.Tensor) -> dict[str, Any]:
+    """Heatmap localisation of the images ``which`` against their masks, inside the field of view."""
+    fov = shown["images"].mean(dim=1) > _FOREGROUND
+    return localisation_summary(shown["heatmaps"][which], shown["masks"][which], fov[which])
+
+
+def stage1_quality(shown: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Held-out stage-1 AUC and accuracy, and localisation of the abnormal images' heatmaps."""
+    abnormal = shown["labels"] == 1
+    return {
+        "held_out_images": len(shown["labels"]),
+        "held_out_abnormal": int(abnormal.sum()),
+        "stage1_auc": roc_auc(shown["scores"], shown["labels"]),
+        "stage1_accuracy": float(((shown["scores"] >= 0.5).long() == shown["labels"]).float().mean()),
+        **localisation(shown, abnormal),
+    }

@@ -1,11 +1,12 @@
-"""``camcontrast demo --bundle mri3d``: the paper's 3D experiment (section 4.7, Table 11) on synthetic brain MRI.
+"""The 3D setting of ``camcontrast demo --bundle mri3d``: the paper's 3D experiment (section 4.7, Table 11) on
+synthetic brain MRI.
 
-Writes a synthetic ADNI-like cohort (CN / MCI / AD, NIfTI volumes of 80x96x80 in a Clinica layout),
-runs the ``camcontrast_mri3d`` bundle in this process (stage 1 with a 3D ResNet -> 3D CAM heatmaps ->
-stage 2 on the 10 fixed sub-volumes -> 3-way fine-tuning in k-fold cross-validation from random and
-from CAMContrast initialisation, each fold's best model evaluated on the holdout set), then writes a
-report folder: README.md, metrics.json, heatmap slices against the ground-truth atrophy maps, and the
-cross-validation table in Table 11's layout (mean ± std over folds).
+Writes a synthetic ADNI-like cohort (CN / MCI / AD, NIfTI volumes of 80x96x80 in a Clinica layout); the
+driver (:mod:`camcontrast_monai.apps.demo.driver`) runs stage 1 with a 3D ResNet -> 3D CAM heatmaps -> stage 2
+on the 10 fixed sub-volumes -> frozen probes -> 3-way fine-tuning in k-fold cross-validation from random and
+from CAMContrast initialisation, each fold's best model evaluated on the holdout set. This setting's report
+sections: the cross-validation table in Table 11's layout (mean ± std over folds), and heatmap slices against
+the ground-truth atrophy maps.
 """
 
 from __future__ import annotations
@@ -22,32 +23,21 @@ import torch.nn.functional as F
 from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 
-from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.apps.demo.common import (
-    StepAnnouncer,
-    demo_overrides,
-    read_history,
-    stage2_loss_section,
-    write_readme,
-)
-from camcontrast_monai.apps.probe import (
-    PROBE_BASELINES,
-    probe_demo_encoders,
-    write_probe_section,
-)
+from camcontrast_monai.apps.demo.common import read_history
+from camcontrast_monai.apps.demo.driver import BundleRun, DemoPlan, DemoRun, DemoSetting, ReportParts
 from camcontrast_monai.report.crossval import summarize_crossval
-from camcontrast_monai.report.figures import save_curves, save_heatmap_overlays
+from camcontrast_monai.report.figures import save_heatmap_overlays
 from camcontrast_monai.report.localisation import roc_auc
-from camcontrast_monai.report.tables import markdown_table, write_json
+from camcontrast_monai.report.tables import markdown_table
 from camcontrast_monai.synthetic.mri import write_mri_dataset
 
-__all__ = ["MRIDemoPlan", "MRI_FULL", "MRI_QUICK", "run_mri3d_demo"]
+__all__ = ["MRI_FULL", "MRI_QUICK", "SETTING", "MRI3DDemo", "MRIDemoPlan"]
 
-BUNDLE_NAME = "camcontrast_mri3d"
+INITS = ("random", "camcontrast")
 
 
 @dataclasses.dataclass(frozen=True)
-class MRIDemoPlan:
+class MRIDemoPlan(DemoPlan):
     """Reduced sizes for a 2-core CPU; the paper's settings are the bundle defaults.
 
     Volumes stay at the paper's 80x96x80. The encoder is a ResNet-10 of width 8 (default: ResNet-18,
@@ -65,13 +55,8 @@ class MRIDemoPlan:
 
     n_subjects: int
     max_sessions: int
-    width: int
     resnet_depth: int
-    stage1_epochs: int
     stage1_batch_size: int
-    pretrain_epochs: int
-    pretrain_batch_size: int
-    pretrain_lr: float
     n_folds: int
     finetune_epochs: int
     finetune_batch_size: int
@@ -90,49 +75,95 @@ MRI_QUICK = MRIDemoPlan(
 )  # fmt: skip
 
 
-def run_mri3d_demo(out: str = "demo_mri3d_output", quick: bool = False, seed: int = 0, num_workers: int = 2) -> Path:
-    """Run the 3D chain at demo sizes and return the report folder."""
-    plan = MRI_QUICK if quick else MRI_FULL
-    out_dir = Path(out).resolve()
-    bundle = bundle_path(BUNDLE_NAME)
-    data_dir = out_dir / "data"
-    announce = StepAnnouncer(steps=6 + 2 * plan.n_folds)
+class MRI3DDemo(DemoSetting):
+    """3D brain MRI: CN vs MCI/AD pretraining, CN/MCI/AD fine-tuning in patient-level folds."""
 
-    announce(f"synthetic brain MRI: {plan.n_subjects} subjects, up to {plan.max_sessions} sessions each")
-    manifest = write_mri_dataset(data_dir, n_subjects=plan.n_subjects, seed=seed, max_sessions=plan.max_sessions)
-    common = {
-        **demo_overrides(bundle, out_dir, plan.width, seed, num_workers),
-        "resnet_depth": plan.resnet_depth,
-        "n_folds": plan.n_folds,
-        "split_seed": seed,
-    }
-    announce("stage 1: 3D ResNet CAM classifier on CN vs MCI/AD")
-    stage1 = run_bundle(
-        bundle, ["common.json", "stage1.json"], "train", **common,
-        stage1_epochs=plan.stage1_epochs, stage1_batch_size=plan.stage1_batch_size,
-    )  # fmt: skip
-    common["check_pixels"] = False  # every volume was read and checked once by stage 1
-    announce("heatmaps: abnormal-class 3D CAMs with background and negative suppression")
-    run_bundle(bundle, ["common.json", "heatmaps.json"], **common)
-    announce("stage 2: image/heatmap contrastive pretraining on the 10 fixed sub-volumes")
-    run_bundle(
-        bundle, ["common.json", "pretrain.json"], "train", **common, pretrain_epochs=plan.pretrain_epochs,
-        pretrain_batch_size=plan.pretrain_batch_size, pretrain_lr=plan.pretrain_lr,
-    )  # fmt: skip
-    announce("frozen-feature probes of the random, stage-1 and CAMContrast encoders")
-    probe_demo_encoders(bundle, out_dir, common, seed)
-    for init in ("random", "camcontrast"):
-        for fold in range(plan.n_folds):
-            announce(f"fine-tune CN/MCI/AD, fold {fold + 1}/{plan.n_folds}, {init} initialisation")
-            run_bundle(
-                bundle, ["common.json", "finetune_cls.json"], "train", **common, init=init, fold=fold,
-                finetune_epochs=plan.finetune_epochs, finetune_batch_size=plan.finetune_batch_size,
-                finetune_lr=plan.finetune_lr,
-            )  # fmt: skip
-    announce("report")
-    report = write_report(out_dir, stage1, plan, manifest, seed, announce.elapsed())
-    print(f"report written to {report / 'README.md'}", flush=True)
-    return report
+    bundle_name = "camcontrast_mri3d"
+    title = "CAMContrast 3D brain MRI demo report"
+    full, quick = MRI_FULL, MRI_QUICK
+    after_stage1 = {"check_pixels": False}
+
+    def describe_data(self, plan: MRIDemoPlan) -> str:
+        return f"synthetic brain MRI: {plan.n_subjects} subjects, up to {plan.max_sessions} sessions each"
+
+    def write_data(self, data_dir: Path, plan: MRIDemoPlan, seed: int) -> dict[str, Any]:
+        return write_mri_dataset(data_dir, n_subjects=plan.n_subjects, seed=seed, max_sessions=plan.max_sessions)
+
+    def common_overrides(self, plan: MRIDemoPlan, seed: int) -> dict[str, Any]:
+        return {"resnet_depth": plan.resnet_depth, "n_folds": plan.n_folds, "split_seed": seed}
+
+    def pretraining_runs(self, plan: MRIDemoPlan) -> list[BundleRun]:
+        return [
+            BundleRun(
+                "stage 1: 3D ResNet CAM classifier on CN vs MCI/AD", ("stage1.json",),
+                {"stage1_epochs": plan.stage1_epochs, "stage1_batch_size": plan.stage1_batch_size}, name="stage1",
+            ),
+            BundleRun("heatmaps: abnormal-class 3D CAMs with background and negative suppression", ("heatmaps.json",), {}, None),
+            BundleRun(
+                "stage 2: image/heatmap contrastive pretraining on the 10 fixed sub-volumes", ("pretrain.json",),
+                {"pretrain_epochs": plan.pretrain_epochs, "pretrain_batch_size": plan.pretrain_batch_size,
+                 "pretrain_lr": plan.pretrain_lr},
+            ),
+        ]  # fmt: skip
+
+    def downstream_runs(self, plan: MRIDemoPlan) -> list[BundleRun]:
+        return [
+            BundleRun(
+                f"fine-tune CN/MCI/AD, fold {fold + 1}/{plan.n_folds}, {init} initialisation", ("finetune_cls.json",),
+                {"init": init, "fold": fold, "finetune_epochs": plan.finetune_epochs,
+                 "finetune_batch_size": plan.finetune_batch_size, "finetune_lr": plan.finetune_lr},
+            )
+            for init in INITS for fold in range(plan.n_folds)
+        ]  # fmt: skip
+
+    def report_parts(self, run: DemoRun, report: Path) -> ReportParts:
+        plan: MRIDemoPlan = run.plan  # type: ignore[assignment]
+        quality, samples = _stage1_evaluation(run.out_dir, run.workflows["stage1"])
+        figures = _heatmap_figures(samples, report)
+        rows = summarize_crossval(run.runs / "finetune" / "adni_3way", report, n_folds=plan.n_folds)
+        split_sizes = json.loads(next((run.runs / "finetune/adni_3way/random").glob("*/fold0/test_metrics.json")).read_text())
+        cohort = run.manifest["subjects_per_diagnosis"]
+        fold_curves = {
+            init: read_history(run.runs / f"finetune/adni_3way/{init}/lr{plan.finetune_lr:g}/fold0/val_history.json").get("val_mean_auc", [])
+            for init in INITS
+        }  # fmt: skip
+        return ReportParts(
+            intro=[
+                f"Synthetic T1-weighted brain MRI (80x96x80 voxels of 2 mm), seed {run.seed}, {run.seconds / 60:.1f} minutes. "
+                f"Cohort: {run.manifest['n_subjects']} subjects ({cohort['CN']} CN, {cohort['MCI']} MCI, {cohort['AD']} AD), "
+                f"{run.manifest['n_sessions']} sessions; holdout {split_sizes['n_holdout']} sessions, development set in "
+                f"{plan.n_folds} patient-level folds ({split_sizes['n_train']} train / {split_sizes['n_val']} validation sessions in fold 1).",
+                "",
+                f"Reduced sizes (the paper's settings are the bundle defaults): 3D ResNet-{plan.resnet_depth} of width {plan.width} "
+                f"(default ResNet-18, width 64), {plan.stage1_epochs} stage-1 epochs, {plan.pretrain_epochs} stage-2 epochs "
+                f"(batch {plan.pretrain_batch_size}, lr {plan.pretrain_lr}; paper: 120 epochs, lr 1e-3), "
+                f"{plan.finetune_epochs} fine-tuning epochs (paper: 100) at one learning rate, {plan.finetune_lr:.3g} "
+                "(one value of the bundle's 5-value grid over [1e-3, 1e-1]; the search itself is left out), "
+                f"{plan.n_folds} folds, one seed. The spread below is over folds only; with so few subjects and epochs "
+                "a difference between initialisations is weak evidence either way.",
+            ],
+            sections=[
+                "## Transfer to CN / MCI / AD (Table 11 layout)",
+                "",
+                (report / "crossval_table.md").read_text(),
+                "## Stage 1 and heatmaps (stage-1 held-out development volumes)",
+                "",
+                markdown_table([{"quantity": key, "value": value} for key, value in quality.items()]),
+                "`heatmap_atrophy_voxel_auc`: voxel ROC AUC of the trilinearly upsampled heatmap against the ground-truth "
+                "atrophy map inside the head, averaged over the held-out MCI/AD volumes (0.5 = chance).",
+                "",
+                "Axial slices through the hippocampi (anterior up) and coronal slices through the ventricles (superior "
+                "up), subject's right on the right: the heatmap over the image, the ground-truth atrophy outlined.",
+                "",
+                *(f"![{name}]({name})" for name in figures),
+                "",
+            ],
+            metrics={
+                "cohort": {k: run.manifest[k] for k in ("n_subjects", "n_sessions", "subjects_per_diagnosis")},
+                "stage1_quality": quality, "crossval": rows,
+            },  # fmt: skip
+            curves={"fine-tune validation mean AUC (fold 1)": fold_curves},
+        )
 
 
 def _upsample(heatmap: np.ndarray, size: tuple[int, ...]) -> torch.Tensor:
@@ -198,67 +229,4 @@ def _heatmap_figures(samples: list[dict[str, Any]], report: Path) -> list[str]:
     return names
 
 
-def write_report(out_dir: Path, stage1: ConfigWorkflow, plan: MRIDemoPlan, manifest: dict, seed: int, seconds: float) -> Path:
-    """Write ``report/``: README.md, metrics.json, heatmaps_{axial,coronal}.png, curves.png, crossval_table.md/json."""
-    report = out_dir / "report"
-    runs = out_dir / "runs"
-    quality, samples = _stage1_evaluation(out_dir, stage1)
-    figures = _heatmap_figures(samples, report)
-    rows = summarize_crossval(runs / "finetune" / "adni_3way", report, n_folds=plan.n_folds)
-
-    curves = {
-        "stage 1 loss": read_history(runs / "stage1/loss_history.json"),
-        "stage 2 NT-Xent": read_history(runs / "pretrain/loss_history.json"),
-        "fine-tune validation mean AUC (fold 1)": {
-            init: read_history(runs / f"finetune/adni_3way/{init}/lr{plan.finetune_lr:g}/fold0/val_history.json").get("val_mean_auc", [])
-            for init in ("random", "camcontrast")
-        },
-    }
-    save_curves({k: v for k, v in curves.items() if v}, report / "curves.png", "training curves", xlabel="iteration (validation: epoch)")
-    split_sizes = json.loads(next((runs / "finetune/adni_3way/random").glob("*/fold0/test_metrics.json")).read_text())
-    metrics = {
-        "plan": dataclasses.asdict(plan), "seed": seed, "seconds": seconds, "cohort": {k: manifest[k] for k in ("n_subjects", "n_sessions", "subjects_per_diagnosis")},
-        "stage1_quality": quality, "crossval": rows,
-    }  # fmt: skip
-    metrics["stage2_loss"], stage2_lines = stage2_loss_section(
-        out_dir, bundle_path(BUNDLE_NAME), plan.pretrain_epochs, plan.pretrain_batch_size
-    )
-    metrics["probes"] = probes = json.loads((runs / "probes" / "probes.json").read_text())
-    write_json(metrics, report / "metrics.json")
-    cohort = manifest["subjects_per_diagnosis"]
-    return write_readme(
-        report,
-        [
-            "# CAMContrast 3D brain MRI demo report",
-            "",
-            f"Synthetic T1-weighted brain MRI (80x96x80 voxels of 2 mm), seed {seed}, {seconds / 60:.1f} minutes. "
-            f"Cohort: {manifest['n_subjects']} subjects ({cohort['CN']} CN, {cohort['MCI']} MCI, {cohort['AD']} AD), "
-            f"{manifest['n_sessions']} sessions; holdout {split_sizes['n_holdout']} sessions, development set in "
-            f"{plan.n_folds} patient-level folds ({split_sizes['n_train']} train / {split_sizes['n_val']} validation sessions in fold 1).",
-            "",
-            f"Reduced sizes (the paper's settings are the bundle defaults): 3D ResNet-{plan.resnet_depth} of width {plan.width} "
-            f"(default ResNet-18, width 64), {plan.stage1_epochs} stage-1 epochs, {plan.pretrain_epochs} stage-2 epochs "
-            f"(batch {plan.pretrain_batch_size}, lr {plan.pretrain_lr}; paper: 120 epochs, lr 1e-3), "
-            f"{plan.finetune_epochs} fine-tuning epochs (paper: 100) at one learning rate, {plan.finetune_lr:.3g} "
-            "(one value of the bundle's 5-value grid over [1e-3, 1e-1]; the search itself is left out), "
-            f"{plan.n_folds} folds, one seed. The spread below is over folds only; with so few subjects and epochs "
-            "a difference between initialisations is weak evidence either way.",
-            "",
-            *write_probe_section(probes, report, "camcontrast", PROBE_BASELINES),
-            *stage2_lines,
-            "## Transfer to CN / MCI / AD (Table 11 layout)",
-            "",
-            (report / "crossval_table.md").read_text(),
-            "## Stage 1 and heatmaps (stage-1 held-out development volumes)",
-            "",
-            markdown_table([{"quantity": key, "value": value} for key, value in quality.items()]),
-            "`heatmap_atrophy_voxel_auc`: voxel ROC AUC of the trilinearly upsampled heatmap against the ground-truth "
-            "atrophy map inside the head, averaged over the held-out MCI/AD volumes (0.5 = chance).",
-            "",
-            "Axial slices through the hippocampi (anterior up) and coronal slices through the ventricles (superior "
-            "up), subject's right on the right: the heatmap over the image, the ground-truth atrophy outlined.",
-            "",
-            *(f"![{name}]({name})" for name in figures),
-            "",
-        ],
-    )
+SETTING = MRI3DDemo()

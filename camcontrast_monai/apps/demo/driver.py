@@ -1,0 +1,228 @@
+"""The one demo driver: synthetic data -> stage 1 -> heatmaps -> stage 2 -> frozen probes -> downstream runs
+-> report, for whichever setting (fundus, cxr, mri3d) a :class:`DemoSetting` describes.
+
+The driver owns the order of the chain, the progress lines, the probes, the stage-2 loss section, the
+training curves and the report's frame (title, probe comparison, stage-2 loss, ``metrics.json``); a
+setting says only what is its own: how to write its data, which bundle runs it needs at which sizes, and
+the report sections that follow the probes.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# the rest of the package (torch, MONAI) is imported where a demo runs, so ``camcontrast --help``, which reads
+# this module's docstrings, stays fast
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+
+__all__ = ["SETTINGS", "BundleRun", "DemoPlan", "DemoRun", "DemoSetting", "ReportParts", "run_demo", "run_setting"]
+
+# each setting is the module-level ``SETTING`` of ``camcontrast_monai.apps.demo.<name>``, imported on demand,
+# so a demo loads only its own modules
+SETTINGS = ("fundus", "cxr", "mri3d")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoPlan:
+    """The sizes every demo sets, whatever its setting; each setting's plan adds its own (data set sizes,
+    downstream schedules) as a subclass. The paper's sizes are the bundle configs' defaults."""
+
+    width: int
+    stage1_epochs: int
+    pretrain_epochs: int
+    pretrain_batch_size: int
+    pretrain_lr: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleRun:
+    """One run of bundle configs (after ``common.json``) with the overrides it gets on top of the demo's
+    common ones. ``name`` keeps the finished workflow for the report; ``workflow`` is the bundle's
+    workflow type (``None`` for the heatmap config, which has no train/infer split); ``output_subdir`` puts
+    the run's outputs in that folder of the demo's runs (a second stage 1 that must not replace the first)."""
+
+    what: str
+    configs: tuple[str, ...]
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    workflow: str | None = "train"
+    name: str = ""
+    output_subdir: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoRun:
+    """A finished demo chain, as the report writer reads it."""
+
+    out_dir: Path
+    bundle: Path
+    plan: DemoPlan
+    seed: int
+    seconds: float
+    workflows: Mapping[str, Any]
+    manifest: Mapping[str, Any]
+
+    @property
+    def runs(self) -> Path:
+        return self.out_dir / "runs"
+
+
+@dataclasses.dataclass
+class ReportParts:
+    """What a setting adds to the report frame: the paragraph under the title, notes under the probe
+    section, the sections after the stage-2 loss, entries of ``metrics.json``, and training curves
+    (name -> series, or name -> {init: series}) drawn after the stage-1 and stage-2 ones."""
+
+    intro: list[str]
+    sections: list[str]
+    metrics: dict[str, Any]
+    curves: dict[str, Any] = dataclasses.field(default_factory=dict)
+    probe_notes: list[str] = dataclasses.field(default_factory=list)
+
+
+class DemoSetting(abc.ABC):
+    """One setting's demo: its bundle, its two plans and what only it knows."""
+
+    bundle_name: str
+    title: str
+    full: DemoPlan
+    quick: DemoPlan
+    # y-axis label of the stage-1 validation curve
+    stage1_validation_label: str = "AUC / accuracy"
+
+    # overrides of every run after stage 1 (which has read and checked every image once)
+    after_stage1: Mapping[str, Any] = {}
+
+    @abc.abstractmethod
+    def describe_data(self, plan: DemoPlan) -> str:
+        """The progress line of the data step."""
+
+    @abc.abstractmethod
+    def write_data(self, data_dir: Path, plan: DemoPlan, seed: int) -> dict[str, Any]:
+        """Write the synthetic data sets the bundle reads; returns their manifest (may be empty)."""
+
+    def common_overrides(self, plan: DemoPlan, seed: int) -> dict[str, Any]:
+        """Overrides every run of this setting gets besides :func:`demo_overrides`."""
+        return {}
+
+    @abc.abstractmethod
+    def pretraining_runs(self, plan: DemoPlan) -> list[BundleRun]:
+        """Stage 1 (``name="stage1"``), heatmaps and stage 2, in order."""
+
+    def probe_overrides(self, plan: DemoPlan) -> dict[str, Any]:
+        """Overrides of the frozen probes (the downstream images' size)."""
+        return {}
+
+    @abc.abstractmethod
+    def downstream_runs(self, plan: DemoPlan) -> list[BundleRun]:
+        """The runs after the probes: fine-tuning from random and from CAMContrast initialisation, and extras."""
+
+    @abc.abstractmethod
+    def report_parts(self, run: DemoRun, report: Path) -> ReportParts:
+        """The setting's report sections; figures it names go to ``report``."""
+
+
+def run_demo(out: str = "demo_output", quick: bool = False, seed: int = 0, num_workers: int = 2, bundle: str = "fundus") -> Path:
+    """Synthetic data -> stage 1 -> heatmaps -> stage 2 -> probes -> fine-tuning (random vs CAMContrast) -> report.
+
+    Returns the report folder (``<out>/report``, with README.md).
+
+    Args:
+        out: folder for data, runs and the report (report/README.md).
+        quick: a ~1-minute smoke run at tiny sizes instead of the ~15-minute default.
+        seed: seed of the data, splits and training.
+        num_workers: data-loading worker processes.
+        bundle: which setting to demonstrate: "fundus" (2D colour photographs), "cxr" (2D chest
+            X-rays, multilabel) or "mri3d" (3D brain MRI).
+    """
+    if bundle not in SETTINGS:
+        raise SystemExit(f"unknown demo bundle {bundle!r}; choose one of {sorted(SETTINGS)}")
+    setting = importlib.import_module(f"camcontrast_monai.apps.demo.{bundle}").SETTING
+    return run_setting(setting, out, quick, seed, num_workers)
+
+
+def run_setting(setting: DemoSetting, out: str, quick: bool = False, seed: int = 0, num_workers: int = 2) -> Path:
+    """Run ``setting``'s chain at its demo sizes and return the report folder."""
+    from camcontrast_monai.apps.demo.common import StepAnnouncer, demo_overrides
+    from camcontrast_monai.apps.probe import probe_demo_encoders
+
+    plan = setting.quick if quick else setting.full
+    out_dir = Path(out).resolve()
+    bundle = bundle_path(setting.bundle_name)
+    common = {**demo_overrides(bundle, out_dir, plan.width, seed, num_workers), **setting.common_overrides(plan, seed)}
+    pretraining, downstream = setting.pretraining_runs(plan), setting.downstream_runs(plan)
+    announce = StepAnnouncer(steps=3 + len(pretraining) + len(downstream))
+
+    announce(setting.describe_data(plan))
+    manifest = setting.write_data(out_dir / "data", plan, seed)
+    workflows: dict[str, Any] = {}
+    for run in pretraining:
+        announce(run.what)
+        workflows[run.name] = _run(bundle, run, common)
+        if run.name == "stage1":
+            common.update(setting.after_stage1)
+    announce("frozen-feature probes of the random, stage-1 and CAMContrast encoders")
+    probe_demo_encoders(bundle, out_dir, {**common, **setting.probe_overrides(plan)}, seed)
+    for run in downstream:
+        announce(run.what)
+        workflows[run.name] = _run(bundle, run, common)
+    announce("report")
+    report = write_demo_report(setting, DemoRun(out_dir, bundle, plan, seed, announce.elapsed(), workflows, manifest))
+    print(f"report written to {report / 'README.md'}", flush=True)
+    return report
+
+
+def _run(bundle: Path, run: BundleRun, common: Mapping[str, Any]) -> Any:
+    overrides = {**common, **run.overrides}
+    if run.output_subdir:
+        overrides["output_dir"] = str(Path(common["output_dir"]) / run.output_subdir)
+    return run_bundle(bundle, ["common.json", *run.configs], run.workflow, **overrides)
+
+
+def write_demo_report(setting: DemoSetting, run: DemoRun) -> Path:
+    """Write ``report/``: README.md (the setting's intro, the probe comparison, the stage-2 loss, the
+    setting's sections, the training curves), metrics.json, probes.png, curves.png and the setting's figures."""
+    from camcontrast_monai.apps.demo.common import read_history, stage2_loss_section, write_readme
+    from camcontrast_monai.apps.probe import PROBE_BASELINES, write_probe_section
+    from camcontrast_monai.report.figures import save_curves
+    from camcontrast_monai.report.tables import write_json
+
+    report = run.out_dir / "report"
+    plan = run.plan
+    parts = setting.report_parts(run, report)
+    probes = json.loads((run.runs / "probes" / "probes.json").read_text())
+    stage2, stage2_lines = stage2_loss_section(run.out_dir, run.bundle, plan.pretrain_epochs, plan.pretrain_batch_size)
+    metrics = {
+        "plan": dataclasses.asdict(plan), "seed": run.seed, "seconds": run.seconds, **parts.metrics,
+        "probes": probes, "stage2_loss": stage2,
+    }  # fmt: skip
+    write_json(metrics, report / "metrics.json")
+    curves = {
+        "stage 1 loss": read_history(run.runs / "stage1/loss_history.json"),
+        "stage 1 validation": read_history(run.runs / "stage1/val_history.json"),
+        "stage 2 NT-Xent": read_history(run.runs / "pretrain/loss_history.json"),
+        **parts.curves,
+    }
+    save_curves(
+        {name: series for name, series in curves.items() if series}, report / "curves.png", "training curves",
+        xlabel="iteration (validation: epoch)", ylabel={"stage 1 validation": setting.stage1_validation_label},
+    )  # fmt: skip
+    return write_readme(
+        report,
+        [
+            f"# {setting.title}",
+            "",
+            *parts.intro,
+            "",
+            *write_probe_section(probes, report, "camcontrast", PROBE_BASELINES),
+            *parts.probe_notes,
+            *stage2_lines,
+            *parts.sections,
+        ],
+    )
+
