@@ -104,6 +104,8 @@ class BatchStage2Augmentation:
 
     max_attempts = RandResizedCrop.max_attempts
 
+    # a deliberate mirror of stage2_image_augmentation's parameters and defaults: a bundle switches
+    # between the two with one flag (batched_augmentation), so both must take the same values
     def __init__(
         self,
         spatial_size: Sequence[int] | None = None,
