@@ -56,10 +56,10 @@ from camcontrast_monai.engines.trainers import Stage2Trainer, autocast_context
 from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.networks.contrastive import CAMContrastNet
+from camcontrast_monai.networks.heatmaps import cam_heatmaps
 from camcontrast_monai.transforms.augment import stage2_image_augmentation
 from camcontrast_monai.transforms.batch_augment import BatchStage2Augmentation
 from camcontrast_monai.transforms.crops import fixed_crop_boxes
-from camcontrast_monai.transforms.heatmap import cam_heatmaps
 from camcontrast_monai.utils.runtime import tune_malloc
 
 __all__ = [
@@ -355,112 +355,41 @@ def bench_pipeline(
         raise ValueError(f"crop_size must be a multiple of {HEATMAP_STRIDE}, got {crop_size}")
     device_t = torch.device(device)
     malloc_tuned = tune_malloc()
-    notes: list[str] = []
-    if precision == "auto":
-        bf16_ok, why = (True, "") if device_t.type == "cuda" else bf16_supported()
-        precision = "bf16+channels_last" if bf16_ok else "fp32"
-        if not bf16_ok:
-            notes.append(f"precision auto -> fp32: {why}")
-    autocast_dtype, channels_last = parse_variant(precision)
+    precision, notes = _resolve_precision(precision, device_t)
     image_size = 2 * crop_size
-    needed_images = -(-(warmup + steps) * batch_size // 5)
-    n_images = n_images or needed_images
-    if n_images < needed_images:
-        raise ValueError(
-            f"n_images={n_images} gives fewer than {warmup + steps} batches of {batch_size} crops"
-        )
+    n_images = _check_n_images(n_images, batch_size, warmup + steps)
     source_size = source_size or image_size + image_size // 4
 
     with contextlib.ExitStack() as stack:
-        root = (
-            Path(workdir)
-            if workdir
-            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_")))
-        )
+        root = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_")))
         datalist, reference_crops, bytes_on_disk = _write_bench_data(root, n_images, source_size, image_size, seed)
-
         setup_start = time.perf_counter()
-        image_transform, crop_transform = ours_transforms(image_size, crop_size, batched_augmentation)
-        batch_augmentation = (
-            BatchStage2Augmentation(spatial_size=[crop_size, crop_size], seed=seed) if batched_augmentation else None
-        )
-        dataset = FixedCropDataset(
-            datalist, image_transform, crop_transform, num_workers=num_workers, progress=False
+        ours_dataset, batch_augmentation = _ours_dataset(
+            datalist, image_size, crop_size, batched_augmentation, num_workers, seed
         )
         cache_seconds = time.perf_counter() - setup_start
         reference_dataset = ReferenceCropDataset(
             reference_crops, stage2_image_augmentation(keys="image", spatial_size=[crop_size, crop_size])
         )
-
-        def ours_loader() -> MonaiDataLoader:
-            return MonaiDataLoader(
-                dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers
-            )
-
-        def reference_batches() -> Iterator:
-            loader = torch.utils.data.DataLoader(
-                reference_dataset,
-                batch_size=batch_size,
-                shuffle=True,
-                drop_last=True,
-                num_workers=num_workers,
-            )
-            return iter(loader)
-
         torch.manual_seed(seed)
         network = CAMContrastNet(width=width).to(device_t).train()
         initial_state = copy.deepcopy(network.state_dict())
-        loss_fn = ImageHeatmapNTXentLoss(TEMPERATURE)
-        resident = [
-            (batch["image"], batch["heatmap"])
-            for batch, _ in zip(ours_loader(), range(warmup + steps), strict=False)
-        ]
-
-        runners = {
-            "ours": lambda memory: _run_ours(
-                network, ours_loader(), loss_fn, device_t, autocast_dtype, channels_last, warmup, steps,
-                batch_augmentation, memory,
-            ),
-            "reference": lambda memory: _run_plain(
-                network, reference_batches(), loss_fn, device_t, None, False, warmup, steps, memory
-            ),
-            "compute": lambda memory: _run_plain(
-                network, iter(resident), loss_fn, device_t, autocast_dtype, channels_last, warmup, steps, memory
-            ),
-        }  # fmt: skip
+        runners = _pipeline_runners(
+            network, ours_dataset, batch_augmentation, reference_dataset, device=device_t, precision=precision,
+            batch_size=batch_size, num_workers=num_workers, warmup=warmup, steps=steps,
+        )  # fmt: skip
         rates, wait, peak_kib, peak_gpu = _alternate_pipelines(network, initial_state, runners, rounds, batch_size * steps)
 
-    results = {
-        p: {
-            "crops_per_s": spread(rates[p]),
-            "data_wait_fraction": spread(wait[p]),
-            "peak_memory_mib": peak_kib[p] / 1024,
-            "peak_gpu_memory_mib": peak_gpu[p] / 2**20 if device_t.type == "cuda" else None,
-        }
-        for p in PIPELINES
-    }
     report = {
         "config": {
-            "width": width,
-            "crop_size": crop_size,
-            "image_size": image_size,
-            "batch_size": batch_size,
-            "steps": steps,
-            "warmup": warmup,
-            "rounds": rounds,
-            "num_workers": num_workers,
-            "precision": precision,
-            "batched_augmentation": batched_augmentation,
-            "n_images": n_images,
-            "source_size": source_size,
-            "device": str(device_t),
-            "seed": seed,
+            "width": width, "crop_size": crop_size, "image_size": image_size, "batch_size": batch_size,
+            "steps": steps, "warmup": warmup, "rounds": rounds, "num_workers": num_workers, "precision": precision,
+            "batched_augmentation": batched_augmentation, "n_images": n_images, "source_size": source_size,
+            "device": str(device_t), "seed": seed,
         },  # fmt: skip
-        "pipelines": results,
-        "ours_over_reference": spread(
-            [o / r for o, r in zip(rates["ours"], rates["reference"], strict=True)]
-        ),
-        "ours_over_compute": spread([o / c for o, c in zip(rates["ours"], rates["compute"], strict=True)]),
+        "pipelines": _pipeline_rows(rates, wait, peak_kib, peak_gpu if device_t.type == "cuda" else None),
+        "ours_over_reference": _ours_over(rates, "reference"),
+        "ours_over_compute": _ours_over(rates, "compute"),
         "bytes_on_disk": bytes_on_disk,
         "disk_ratio_ours": (bytes_on_disk["source_images"] + bytes_on_disk["ours_heatmaps"])
         / bytes_on_disk["source_images"],
@@ -473,6 +402,91 @@ def bench_pipeline(
     if verbose:
         print(format_pipeline_report(report))
     return report
+
+
+def _resolve_precision(precision: str, device: torch.device) -> tuple[str, list[str]]:
+    """The ``bench step`` variant that ``precision`` names, and a note where ``auto`` fell back to fp32.
+
+    ``auto`` is bf16+channels_last where bf16 works (assumed on a GPU), else fp32. An unknown variant
+    raises here, before any data are written.
+    """
+    notes: list[str] = []
+    if precision == "auto":
+        bf16_ok, why = (True, "") if device.type == "cuda" else bf16_supported()
+        precision = "bf16+channels_last" if bf16_ok else "fp32"
+        if not bf16_ok:
+            notes.append(f"precision auto -> fp32: {why}")
+    parse_variant(precision)
+    return precision, notes
+
+
+def _check_n_images(n_images: int | None, batch_size: int, batches: int) -> int:
+    """``n_images``, or by default the fewest images whose five crops fill ``batches`` batches; raise if too few."""
+    needed_images = -(-batches * batch_size // 5)
+    n_images = n_images or needed_images
+    if n_images < needed_images:
+        raise ValueError(f"n_images={n_images} gives fewer than {batches} batches of {batch_size} crops")
+    return n_images
+
+
+def _ours_dataset(
+    datalist: Sequence[dict[str, Any]],
+    image_size: int,
+    crop_size: int,
+    batched_augmentation: bool,
+    num_workers: int,
+    seed: int,
+) -> tuple[FixedCropDataset, BatchStage2Augmentation | None]:
+    """Our cached crop dataset (decoding and resizing every image now) and the trainer's batch augmentation
+    (None where the workers augment each crop instead)."""
+    image_transform, crop_transform = ours_transforms(image_size, crop_size, batched_augmentation)
+    batch_augmentation = (
+        BatchStage2Augmentation(spatial_size=[crop_size, crop_size], seed=seed) if batched_augmentation else None
+    )
+    dataset = FixedCropDataset(datalist, image_transform, crop_transform, num_workers=num_workers, progress=False)
+    return dataset, batch_augmentation
+
+
+def _pipeline_runners(
+    network: torch.nn.Module,
+    ours_dataset: FixedCropDataset,
+    batch_augmentation: BatchStage2Augmentation | None,
+    reference_dataset: ReferenceCropDataset,
+    *,
+    device: torch.device,
+    precision: str,
+    batch_size: int,
+    num_workers: int,
+    warmup: int,
+    steps: int,
+) -> dict[str, Callable[[_PeakMemory], _Timer]]:
+    """One run of each of :data:`PIPELINES`, as a function of the memory sampler, in the order they alternate.
+
+    The ``compute`` batches are the first ``warmup + steps`` batches of ours, drawn here once and held in memory.
+    """
+    autocast_dtype, channels_last = parse_variant(precision)
+    loss_fn = ImageHeatmapNTXentLoss(TEMPERATURE)
+
+    def shuffled_batches(loader_class: type, dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
+        return loader_class(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers)
+
+    resident = [
+        (batch["image"], batch["heatmap"])
+        for batch, _ in zip(shuffled_batches(MonaiDataLoader, ours_dataset), range(warmup + steps), strict=False)
+    ]
+    return {
+        "ours": lambda memory: _run_ours(
+            network, shuffled_batches(MonaiDataLoader, ours_dataset), loss_fn, device, autocast_dtype, channels_last,
+            warmup, steps, batch_augmentation, memory,
+        ),
+        "reference": lambda memory: _run_plain(
+            network, iter(shuffled_batches(torch.utils.data.DataLoader, reference_dataset)), loss_fn, device, None,
+            False, warmup, steps, memory,
+        ),
+        "compute": lambda memory: _run_plain(
+            network, iter(resident), loss_fn, device, autocast_dtype, channels_last, warmup, steps, memory
+        ),
+    }  # fmt: skip
 
 
 def _write_bench_data(
@@ -519,6 +533,29 @@ def _alternate_pipelines(
                 peak_gpu[pipeline] = max(peak_gpu[pipeline], torch.cuda.max_memory_allocated(device))
     network.to(memory_format=torch.contiguous_format)
     return rates, wait, peak_kib, peak_gpu
+
+
+def _pipeline_rows(
+    rates: dict[str, list[float]],
+    wait: dict[str, list[float]],
+    peak_kib: dict[str, int],
+    peak_gpu: dict[str, int] | None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`bench_pipeline`'s row per pipeline; ``peak_gpu`` is None on the CPU, where there is no GPU memory to report."""
+    return {
+        p: {
+            "crops_per_s": spread(rates[p]),
+            "data_wait_fraction": spread(wait[p]),
+            "peak_memory_mib": peak_kib[p] / 1024,
+            "peak_gpu_memory_mib": peak_gpu[p] / 2**20 if peak_gpu is not None else None,
+        }
+        for p in PIPELINES
+    }
+
+
+def _ours_over(rates: dict[str, list[float]], other: str) -> dict[str, Any]:
+    """Ours' crops/s over ``other``'s, round by round, since the two ran alternately in each round."""
+    return spread([o / r for o, r in zip(rates["ours"], rates[other], strict=True)])
 
 
 def format_pipeline_report(report: dict[str, Any]) -> str:
@@ -595,40 +632,58 @@ def bench_heatmaps(
         datalist = write_source_images(Path(root) / "source", n_images, image_size + image_size // 4, 1, seed)
         resident = torch.stack([torch.as_tensor(transform(dict(d))["image"]) for d in datalist])
         for round_index in range(rounds):
-            start = time.perf_counter()
-            generate_heatmaps(
-                classifier, datalist, transform, str(Path(root) / f"out{round_index}"), batch_size=batch_size,
-                num_workers=num_workers, device=device_t,
-            )  # fmt: skip
-            synchronize(device_t)
-            full.append(n_images / (time.perf_counter() - start))
-            start = time.perf_counter()
-            with torch.no_grad():
-                for first in range(0, n_images, batch_size):
-                    cam_heatmaps(classifier, resident[first : first + batch_size].to(device_t))
-            synchronize(device_t)
-            compute.append(n_images / (time.perf_counter() - start))
+            out_dir = Path(root) / f"out{round_index}"
+            full.append(_generation_rate(classifier, datalist, transform, out_dir, batch_size, num_workers, device_t))
+            compute.append(_cam_pass_rate(classifier, resident, batch_size, device_t))
     report = {
         "config": {
-            "width": width,
-            "image_size": image_size,
-            "n_images": n_images,
-            "batch_size": batch_size,
-            "rounds": rounds,
-            "num_workers": num_workers,
-            "device": str(device_t),
+            "width": width, "image_size": image_size, "n_images": n_images, "batch_size": batch_size,
+            "rounds": rounds, "num_workers": num_workers, "device": str(device_t),
         },  # fmt: skip
         "images_per_s": spread(full),
         "compute_images_per_s": spread(compute),
     }
     if verbose:
-        f, k = report["images_per_s"], report["compute_images_per_s"]
-        print(
-            f"heatmap generation: width {width}, image {image_size}, {n_images} images, batch {batch_size}, "
-            f"{num_workers} workers, device {device_t}, {rounds} rounds\n"
-            f"full (read+resize+CAM+suppression+write): {f['median']:.2f} images/s (min {f['min']:.2f}, "
-            f"max {f['max']:.2f})\n"
-            f"CAM pass only, images in memory:          {k['median']:.2f} images/s (min {k['min']:.2f}, "
-            f"max {k['max']:.2f})"
-        )
+        print(_format_heatmaps_report(report))
     return report
+
+
+def _generation_rate(
+    classifier: torch.nn.Module,
+    datalist: Sequence[dict[str, Any]],
+    transform: Callable,
+    out_dir: Path,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+) -> float:
+    """Images/s of one :func:`generate_heatmaps` run over ``datalist``, from image files to heatmap files."""
+    start = time.perf_counter()
+    generate_heatmaps(
+        classifier, datalist, transform, str(out_dir), batch_size=batch_size, num_workers=num_workers, device=device
+    )
+    synchronize(device)
+    return len(datalist) / (time.perf_counter() - start)
+
+
+def _cam_pass_rate(classifier: torch.nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    """Images/s of the classifier's CAM pass alone over ``images`` held in memory: the upper bound of generation."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        for first in range(0, len(images), batch_size):
+            cam_heatmaps(classifier, images[first : first + batch_size].to(device))
+    synchronize(device)
+    return len(images) / (time.perf_counter() - start)
+
+
+def _format_heatmaps_report(report: dict[str, Any]) -> str:
+    """A plain-text summary of :func:`bench_heatmaps`'s result."""
+    c, f, k = report["config"], report["images_per_s"], report["compute_images_per_s"]
+    return (
+        f"heatmap generation: width {c['width']}, image {c['image_size']}, {c['n_images']} images, "
+        f"batch {c['batch_size']}, {c['num_workers']} workers, device {c['device']}, {c['rounds']} rounds\n"
+        f"full (read+resize+CAM+suppression+write): {f['median']:.2f} images/s (min {f['min']:.2f}, "
+        f"max {f['max']:.2f})\n"
+        f"CAM pass only, images in memory:          {k['median']:.2f} images/s (min {k['min']:.2f}, "
+        f"max {k['max']:.2f})"
+    )

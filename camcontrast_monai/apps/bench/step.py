@@ -165,6 +165,67 @@ def bench_step(
     those losses with fp32's. ``peak_gflops`` is the best matmul rate measured before and after the runs.
     On a GPU ``peak_gpu_memory_mib`` holds each variant's peak allocated memory.
     """
+    variants = _check_step_arguments(variants, width, crop_size, batch_size, steps, warmup, rounds, spatial_dims)
+    malloc_tuned = tune_malloc()
+    device_t = torch.device(device)
+    on_gpu = device_t.type == "cuda"
+
+    bf16_ok, bf16_note = (torch.cuda.is_bf16_supported(), "GPU lacks bf16") if on_gpu else bf16_supported()
+    runnable, notes = _runnable_variants(variants, spatial_dims, bf16_ok, bf16_note)
+
+    torch.manual_seed(seed)
+    network = CAMContrastNet(spatial_dims=spatial_dims, width=width).to(device_t).train()
+    initial_state = copy.deepcopy(network.state_dict())
+    batches = _random_batches(warmup + steps, batch_size, crop_size, spatial_dims, seed, device_t)
+    flops_per_step = count_step_flops(network, *batches[0])
+    peaks_before = _measure_peaks(peak_size, bf16_ok, device_t)  # measured before and after; the best is the peak
+    per_round, losses, peak_gpu = _alternate_variants(
+        network, initial_state, runnable, batches, warmup, rounds, batch_size * steps
+    )
+    peaks = {k: max(v, peaks_before[k]) for k, v in _measure_peaks(peak_size, bf16_ok, device_t).items()}
+    loss_diff, loss_rel_diff = _loss_differences_from_fp32(losses)
+
+    report = {
+        "config": {
+            "width": width, "crop_size": crop_size, "batch_size": batch_size, "steps": steps, "warmup": warmup,
+            "rounds": rounds, "spatial_dims": spatial_dims, "seed": seed, "variants": list(variants),
+            "peak_size": peak_size, "device": str(device_t),
+        },  # fmt: skip
+        "rounds_completed": rounds,
+        "flops_per_step": flops_per_step,
+        "peak_gflops": peaks,
+        "variants": _variant_rows(
+            per_round, losses, peak_gpu if on_gpu else None, batch_size, flops_per_step, peaks
+        ),
+        "loss_max_abs_diff_vs_fp32": loss_diff,
+        "loss_max_rel_diff_vs_fp32": loss_rel_diff,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.cuda.get_device_name(device_t) if on_gpu else torch.backends.cpu.get_cpu_capability(),
+        "malloc_tuned": malloc_tuned,
+        "notes": notes,
+    }
+    if verbose:
+        print(format_report(report))
+    return report
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median, min, max and the per-round values of a benchmark's rounds."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": list(values)}
+
+
+def _check_step_arguments(
+    variants: Sequence[str] | str,
+    width: int,
+    crop_size: int,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    rounds: int,
+    spatial_dims: int,
+) -> tuple[str, ...]:
+    """Raise on sizes or variants :func:`bench_step` cannot run; return the variants as a tuple (the CLI may
+    pass them as one comma-separated string)."""
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     if min(width, batch_size, steps, rounds) < 1 or warmup < 0:
@@ -178,98 +239,23 @@ def bench_step(
         raise ValueError("need at least one variant")
     for variant in variants:
         parse_variant(variant)
-    malloc_tuned = tune_malloc()
-    device_t = torch.device(device)
-    on_gpu = device_t.type == "cuda"
+    return variants
 
-    bf16_ok, bf16_note = (torch.cuda.is_bf16_supported(), "GPU lacks bf16") if on_gpu else bf16_supported()
-    runnable, notes = _runnable_variants(variants, spatial_dims, bf16_ok, bf16_note)
 
-    torch.manual_seed(seed)
-    network = CAMContrastNet(spatial_dims=spatial_dims, width=width).to(device_t).train()
-    initial_state = copy.deepcopy(network.state_dict())
-    loss_fn = ImageHeatmapNTXentLoss(TEMPERATURE)
+def _random_batches(
+    count: int, batch_size: int, crop_size: int, spatial_dims: int, seed: int, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` (image, heatmap) batches drawn from ``seed``, so every variant trains on the same data."""
     generator = torch.Generator().manual_seed(seed)
     image_shape = (batch_size, 3) + (crop_size,) * spatial_dims
     heatmap_shape = (batch_size, 1) + (crop_size // HEATMAP_STRIDE,) * spatial_dims
-    batches = [
+    return [
         (
-            torch.randn(image_shape, generator=generator).to(device_t),
-            torch.rand(heatmap_shape, generator=generator).to(device_t),
+            torch.randn(image_shape, generator=generator).to(device),
+            torch.rand(heatmap_shape, generator=generator).to(device),
         )
-        for _ in range(warmup + steps)
+        for _ in range(count)
     ]
-    flops_per_step = count_step_flops(network, *batches[0])
-    peaks_before = _measure_peaks(peak_size, bf16_ok, device_t)  # measured before and after; the best is the peak
-    peak_gpu: dict[str, int] = {}
-
-    per_round: dict[str, list[float]] = {v: [] for v in runnable}
-    losses: dict[str, list[float]] = {}
-    for round_index in range(rounds):
-        for variant in runnable:
-            elapsed, step_losses, peak_memory = _time_variant(network, initial_state, loss_fn, batches, warmup, variant)
-            peak_gpu[variant] = max(peak_gpu.get(variant, 0), peak_memory)
-            per_round[variant].append(batch_size * steps / elapsed)
-            if round_index == 0:
-                losses[variant] = step_losses
-    network.to(memory_format=torch.contiguous_format)
-
-    peaks = {k: max(v, peaks_before[k]) for k, v in _measure_peaks(peak_size, bf16_ok, device_t).items()}
-    results: dict[str, Any] = {}
-    for variant in runnable:
-        rates = per_round[variant]
-        median_rate = statistics.median(rates)
-        seconds_per_step = batch_size / median_rate
-        gflops = flops_per_step / seconds_per_step / 1e9
-        peak = peaks.get(variant.split("+")[0])
-        ratio = None
-        if "fp32" in per_round:
-            ratio = statistics.median(r / base for r, base in zip(rates, per_round["fp32"], strict=True))
-        results[variant] = {
-            "crops_per_s": spread(rates),
-            "seconds_per_step": seconds_per_step,
-            "gflops": gflops,
-            "fraction_of_peak": gflops / peak if peak else None,
-            "ratio_to_fp32": ratio,
-            "losses": losses[variant],
-            "peak_gpu_memory_mib": peak_gpu[variant] / 2**20 if on_gpu else None,
-        }
-    loss_diff, loss_rel_diff = _loss_differences_from_fp32(losses)
-
-    report = {
-        "config": {
-            "width": width,
-            "crop_size": crop_size,
-            "batch_size": batch_size,
-            "steps": steps,
-            "warmup": warmup,
-            "rounds": rounds,
-            "spatial_dims": spatial_dims,
-            "seed": seed,
-            "variants": list(variants),
-            "peak_size": peak_size,
-            "device": str(device_t),
-        },
-        "rounds_completed": rounds,
-        "flops_per_step": flops_per_step,
-        "peak_gflops": peaks,
-        "variants": results,
-        "loss_max_abs_diff_vs_fp32": loss_diff,
-        "loss_max_rel_diff_vs_fp32": loss_rel_diff,
-        "threads": torch.get_num_threads(),
-        "cpu_capability": torch.cuda.get_device_name(device_t) if on_gpu else torch.backends.cpu.get_cpu_capability(),
-        "malloc_tuned": malloc_tuned,
-        "notes": notes,
-    }
-    if verbose:
-        print(format_report(report))
-    return report
-
-
-
-def spread(values: Sequence[float]) -> dict[str, Any]:
-    """Median, min, max and the per-round values of a benchmark's rounds."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": list(values)}
 
 
 def _runnable_variants(
@@ -318,6 +304,61 @@ def _time_variant(
     synchronize(device)
     elapsed = time.perf_counter() - start
     return elapsed, [float(loss) for loss in step_losses], torch.cuda.max_memory_allocated(device) if on_gpu else 0
+
+
+def _alternate_variants(
+    network: torch.nn.Module,
+    initial_state: dict[str, torch.Tensor],
+    variants: Sequence[str],
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    warmup: int,
+    rounds: int,
+    timed_crops: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int]]:
+    """Run every variant once per round, in turn, each from the initial weights: per variant the crops/s of
+    each round, the step losses of round 1, and the peak GPU memory in bytes over the rounds (0 on the CPU)."""
+    loss_fn = ImageHeatmapNTXentLoss(TEMPERATURE)
+    per_round: dict[str, list[float]] = {v: [] for v in variants}
+    losses: dict[str, list[float]] = {}
+    peak_gpu: dict[str, int] = {}
+    for round_index in range(rounds):
+        for variant in variants:
+            elapsed, step_losses, peak_memory = _time_variant(network, initial_state, loss_fn, batches, warmup, variant)
+            peak_gpu[variant] = max(peak_gpu.get(variant, 0), peak_memory)
+            per_round[variant].append(timed_crops / elapsed)
+            if round_index == 0:
+                losses[variant] = step_losses
+    network.to(memory_format=torch.contiguous_format)
+    return per_round, losses, peak_gpu
+
+
+def _variant_rows(
+    per_round: dict[str, list[float]],
+    losses: dict[str, list[float]],
+    peak_gpu: dict[str, int] | None,
+    batch_size: int,
+    flops_per_step: int,
+    peaks: dict[str, float],
+) -> dict[str, dict[str, Any]]:
+    """:func:`bench_step`'s row per variant; ``peak_gpu`` is None on the CPU, where there is no GPU memory to report."""
+    rows: dict[str, dict[str, Any]] = {}
+    for variant, rates in per_round.items():
+        seconds_per_step = batch_size / statistics.median(rates)
+        gflops = flops_per_step / seconds_per_step / 1e9
+        peak = peaks.get(variant.split("+")[0])
+        ratio = None
+        if "fp32" in per_round:
+            ratio = statistics.median(r / base for r, base in zip(rates, per_round["fp32"], strict=True))
+        rows[variant] = {
+            "crops_per_s": spread(rates),
+            "seconds_per_step": seconds_per_step,
+            "gflops": gflops,
+            "fraction_of_peak": gflops / peak if peak else None,
+            "ratio_to_fp32": ratio,
+            "losses": losses[variant],
+            "peak_gpu_memory_mib": peak_gpu[variant] / 2**20 if peak_gpu is not None else None,
+        }
+    return rows
 
 
 def _loss_differences_from_fp32(losses: dict[str, list[float]]) -> tuple[dict[str, float], dict[str, float]]:
