@@ -82,6 +82,14 @@ def one_process_group():
     return group
 
 
+def write_tiny_fundus(folder: Path, n_downstream: int) -> Path:
+    """The fundus bundle's ``dataset_dir`` at test size: ``pretrain/`` (16 ODIR-style images, seed 0) and
+    ``downstream/`` (``n_downstream`` IDRiD-style images, seed 1), 64 px."""
+    write_fundus_dataset(folder / "pretrain", n=16, seed=0, image_size=64)
+    write_fundus_dataset(folder / "downstream", n=n_downstream, seed=1, image_size=64)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_data():
     """Writes a tiny data set of a modality in its real layout, with the package's own generators: ``(folder, modality) -> folder``.
@@ -93,8 +101,7 @@ def tiny_data():
 
     def write(folder: Path, modality: str) -> Path:
         if modality == "fundus":
-            write_fundus_dataset(folder / "pretrain", n=16, seed=0, image_size=64)
-            write_fundus_dataset(folder / "downstream", n=20, seed=1, image_size=64)
+            write_tiny_fundus(folder, n_downstream=20)
         elif modality == "cxr":
             write_chestxray14_dataset(folder / "chestxray14", n=24, seed=0, image_size=64, progress=False)
             write_siim_dataset(folder / "siim", n=12, seed=0, image_size=32, progress=False)
@@ -110,7 +117,4 @@ def fundus_dataset_dir(tmp_path_factory) -> Path:
     """The fundus bundle's ``dataset_dir`` at test size, written once per session: ``pretrain/`` (16
     ODIR-style images, seed 0) and ``downstream/`` (15 IDRiD-style images, seed 1), 64 px. The bundle
     only reads it (every run writes under its own ``output_dir``), so tests share it."""
-    root = tmp_path_factory.mktemp("fundus_dataset")
-    write_fundus_dataset(root / "pretrain", n=16, seed=0, image_size=64)
-    write_fundus_dataset(root / "downstream", n=15, seed=1, image_size=64)
-    return root
+    return write_tiny_fundus(tmp_path_factory.mktemp("fundus_dataset"), n_downstream=15)
