@@ -73,12 +73,12 @@ class CXRDemoPlan(DemoPlan):
 
 
 FULL_CXR = CXRDemoPlan(
-    n_chestxray14=400, n_siim=100, image_size=128, width=16, stage1_epochs=8, multilabel_epochs=6,
+    n_chestxray14=400, n_siim=100, image_size=128, width=16, stage1_epochs=8, stage1_batch_size=32, multilabel_epochs=6,
     pretrain_epochs=30, pretrain_batch_size=40, pretrain_lr=0.003, downstream_size=96, linear_epochs=15, linear_lr=0.1,
     seg_epochs=30, seg_lr=0.03, linear_fractions=(0.25, 1.0), seg_fractions=(0.25,),
 )  # fmt: skip
 QUICK_CXR = CXRDemoPlan(
-    n_chestxray14=80, n_siim=30, image_size=64, width=8, stage1_epochs=2, multilabel_epochs=1,
+    n_chestxray14=80, n_siim=30, image_size=64, width=8, stage1_epochs=2, stage1_batch_size=32, multilabel_epochs=1,
     pretrain_epochs=1, pretrain_batch_size=40, pretrain_lr=0.003, downstream_size=64, linear_epochs=2, linear_lr=0.1,
     seg_epochs=2, seg_lr=0.03, linear_fractions=(1.0,), seg_fractions=(1.0,),
 )  # fmt: skip
@@ -91,6 +91,7 @@ class CXRDemo(DemoSetting):
     title = "CAMContrast chest X-ray demo report"
     full, quick = FULL_CXR, QUICK_CXR
     stage1_validation_label = "AUC"
+    stage1_what = "stage 1: CAM classifier on coarse labels (No Finding vs any finding)"
 
     def describe_data(self, plan: CXRDemoPlan) -> str:
         return f"synthetic data: {plan.n_chestxray14} ChestX-ray14-like PNGs + {plan.n_siim} SIIM-ACR-like DICOMs"
@@ -99,21 +100,6 @@ class CXRDemo(DemoSetting):
         write_chestxray14_dataset(data_dir / "chestxray14", n=plan.n_chestxray14, seed=seed, image_size=plan.image_size * 2)
         write_siim_dataset(data_dir / "siim", n=plan.n_siim, seed=seed + 1000, image_size=plan.image_size * 2)
         return {}
-
-    def pretraining_runs(self, plan: CXRDemoPlan) -> list[BundleRun]:
-        sized = {"image_size": plan.image_size}
-        return [
-            BundleRun(
-                "stage 1: CAM classifier on coarse labels (No Finding vs any finding)", ("stage1.json",),
-                {**sized, "stage1_epochs": plan.stage1_epochs}, name="stage1",
-            ),
-            BundleRun("heatmaps: abnormal-class CAMs with background and negative suppression", ("heatmaps.json",), sized, None),
-            BundleRun(
-                "stage 2: image/heatmap contrastive pretraining on fixed crops", ("pretrain.json",),
-                {**sized, "pretrain_epochs": plan.pretrain_epochs, "pretrain_batch_size": plan.pretrain_batch_size,
-                 "pretrain_lr": plan.pretrain_lr},
-            ),
-        ]  # fmt: skip
 
     def probe_overrides(self, plan: CXRDemoPlan) -> dict[str, Any]:
         return {"image_size": plan.downstream_size}

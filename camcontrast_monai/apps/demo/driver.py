@@ -35,6 +35,7 @@ class DemoPlan:
 
     width: int
     stage1_epochs: int
+    stage1_batch_size: int
     pretrain_epochs: int
     pretrain_batch_size: int
     pretrain_lr: float
@@ -94,6 +95,10 @@ class DemoSetting(abc.ABC):
     quick: DemoPlan
     # y-axis label of the stage-1 validation curve
     stage1_validation_label: str = "AUC / accuracy"
+    # progress lines of the pretraining runs
+    stage1_what: str = "stage 1: CAM classifier on coarse normal/abnormal labels"
+    heatmaps_what: str = "heatmaps: abnormal-class CAMs with background and negative suppression"
+    pretrain_what: str = "stage 2: image/heatmap contrastive pretraining on fixed crops"
 
     # overrides of every run after stage 1 (which has read and checked every image once)
     after_stage1: Mapping[str, Any] = {}
@@ -110,9 +115,20 @@ class DemoSetting(abc.ABC):
         """Overrides every run of this setting gets besides :func:`demo_overrides`."""
         return {}
 
-    @abc.abstractmethod
+    def pretraining_sizes(self, plan: DemoPlan) -> dict[str, Any]:
+        """Overrides of all three pretraining runs: a 2D setting's image size."""
+        return {"image_size": plan.image_size}  # type: ignore[attr-defined]
+
     def pretraining_runs(self, plan: DemoPlan) -> list[BundleRun]:
-        """Stage 1 (``name="stage1"``), heatmaps and stage 2, in order."""
+        """Stage 1 (``name="stage1"``), heatmaps and stage 2, in order, at the plan's sizes."""
+        sizes = self.pretraining_sizes(plan)
+        stage1 = {"stage1_epochs": plan.stage1_epochs, "stage1_batch_size": plan.stage1_batch_size}
+        stage2 = {"pretrain_epochs": plan.pretrain_epochs, "pretrain_batch_size": plan.pretrain_batch_size, "pretrain_lr": plan.pretrain_lr}
+        return [
+            BundleRun(self.stage1_what, ("stage1.json",), {**sizes, **stage1}, name="stage1"),
+            BundleRun(self.heatmaps_what, ("heatmaps.json",), sizes, None),
+            BundleRun(self.pretrain_what, ("pretrain.json",), {**sizes, **stage2}),
+        ]
 
     def probe_overrides(self, plan: DemoPlan) -> dict[str, Any]:
         """Overrides of the frozen probes (the downstream images' size)."""

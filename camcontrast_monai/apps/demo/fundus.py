@@ -103,21 +103,6 @@ class FundusDemo(DemoSetting):
         write_fundus_dataset(data_dir / "downstream", n=plan.n_downstream, seed=seed + 1000, image_size=plan.image_size * 2)
         return {}
 
-    def pretraining_runs(self, plan: FundusDemoPlan) -> list[BundleRun]:
-        sized = {"image_size": plan.image_size}
-        return [
-            BundleRun(
-                "stage 1: CAM classifier on coarse normal/abnormal labels", ("stage1.json",),
-                {**sized, "stage1_epochs": plan.stage1_epochs, "stage1_batch_size": plan.stage1_batch_size}, name="stage1",
-            ),
-            BundleRun("heatmaps: abnormal-class CAMs with background and negative suppression", ("heatmaps.json",), sized, None),
-            BundleRun(
-                "stage 2: image/heatmap contrastive pretraining on fixed crops", ("pretrain.json",),
-                {**sized, "pretrain_epochs": plan.pretrain_epochs, "pretrain_batch_size": plan.pretrain_batch_size,
-                 "pretrain_lr": plan.pretrain_lr},
-            ),
-        ]  # fmt: skip
-
     def probe_overrides(self, plan: FundusDemoPlan) -> dict[str, Any]:
         return {"image_size": plan.cls_image_size}
 

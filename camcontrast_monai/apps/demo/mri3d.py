@@ -56,7 +56,6 @@ class MRIDemoPlan(DemoPlan):
     n_subjects: int
     max_sessions: int
     resnet_depth: int
-    stage1_batch_size: int
     n_folds: int
     finetune_epochs: int
     finetune_batch_size: int
@@ -82,6 +81,9 @@ class MRI3DDemo(DemoSetting):
     title = "CAMContrast 3D brain MRI demo report"
     full, quick = MRI_FULL, MRI_QUICK
     after_stage1 = {"check_pixels": False}
+    stage1_what = "stage 1: 3D ResNet CAM classifier on CN vs MCI/AD"
+    heatmaps_what = "heatmaps: abnormal-class 3D CAMs with background and negative suppression"
+    pretrain_what = "stage 2: image/heatmap contrastive pretraining on the 10 fixed sub-volumes"
 
     def describe_data(self, plan: MRIDemoPlan) -> str:
         return f"synthetic brain MRI: {plan.n_subjects} subjects, up to {plan.max_sessions} sessions each"
@@ -92,19 +94,8 @@ class MRI3DDemo(DemoSetting):
     def common_overrides(self, plan: MRIDemoPlan, seed: int) -> dict[str, Any]:
         return {"resnet_depth": plan.resnet_depth, "n_folds": plan.n_folds, "split_seed": seed}
 
-    def pretraining_runs(self, plan: MRIDemoPlan) -> list[BundleRun]:
-        return [
-            BundleRun(
-                "stage 1: 3D ResNet CAM classifier on CN vs MCI/AD", ("stage1.json",),
-                {"stage1_epochs": plan.stage1_epochs, "stage1_batch_size": plan.stage1_batch_size}, name="stage1",
-            ),
-            BundleRun("heatmaps: abnormal-class 3D CAMs with background and negative suppression", ("heatmaps.json",), {}, None),
-            BundleRun(
-                "stage 2: image/heatmap contrastive pretraining on the 10 fixed sub-volumes", ("pretrain.json",),
-                {"pretrain_epochs": plan.pretrain_epochs, "pretrain_batch_size": plan.pretrain_batch_size,
-                 "pretrain_lr": plan.pretrain_lr},
-            ),
-        ]  # fmt: skip
+    def pretraining_sizes(self, plan: MRIDemoPlan) -> dict[str, Any]:
+        return {}  # volumes keep the bundle's 80x96x80
 
     def downstream_runs(self, plan: MRIDemoPlan) -> list[BundleRun]:
         return [
