@@ -50,7 +50,7 @@ import csv
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -280,11 +280,8 @@ def generate_fundus(
     optic_disc, optic_cup = _paint_optic_disc(image, illumination, anatomy)
 
     supersampling = max(2, min(4, 2048 // image_size))
-    vessel_tree = _grow_vessels(anatomy_rng, _main_vessel_sprouts(anatomy_rng, anatomy), anatomy)
-    veins = _rasterise([v for v in vessel_tree if v.kind == "vein"], image_size, supersampling)
-    arteries = _rasterise([v for v in vessel_tree if v.kind == "artery"], image_size, supersampling)
+    veins, arteries = _vessel_tree_coverage(anatomy_rng, anatomy, supersampling)
     vessel_coverage = np.maximum(veins, arteries)
-
     plan = _plan_lesions(lesion_rng, dr_grade, dme_risk)
     neovessels = _rasterise(
         _neovascular_tufts(lesion_rng, anatomy, plan.neovascular_tufts), image_size, supersampling
@@ -294,60 +291,31 @@ def generate_fundus(
     _paint(image, illumination, neovessels * 0.85, _NEOVESSEL_RGB)
 
     lesions = _place_lesions(lesion_rng, anatomy, plan, dme_risk, vessel_coverage)
-    lesion_masks = {kind: np.zeros((image_size, image_size), bool) for kind in LESION_TYPES}
-    for lesion in lesions:
-        _stamp_lesion(image, illumination, lesion_masks[lesion.kind], lesion)
-
-    image += anatomy_rng.normal(0.0, 1.2, image.shape).astype(np.float32)  # sensor noise
-    from_fov_center = _disc_distance(image_size, anatomy.fov_center)
-    fov = from_fov_center <= anatomy.fov_radius
-    # the image fades to black over a thin rim, as vignetting does; a sharp cut would make JPEG ring
-    # visibly into the dark background
-    rim = max(0.04 * anatomy.fov_radius, 3.0)
-    image *= _smoothstep(anatomy.fov_radius + 0.5, anatomy.fov_radius - rim, from_fov_center)[..., None]
-    # a camera's black is not exactly zero
-    image += anatomy_rng.integers(0, 3, image.shape).astype(np.float32) * ~fov[..., None]
-    pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-
+    lesion_masks = _stamp_lesions(image, illumination, lesions)
+    pixels, fov = _expose(anatomy_rng, image, anatomy)
     masks = {
         **lesion_masks,
         "OD": optic_disc,
         "OC": optic_cup,
         "vessels": np.maximum(vessel_coverage, neovessels) >= 0.5,
     }
-    masks = {name: masks[name] & fov for name in MASK_NAMES}
-
-    # everything is drawn as a right eye; a left eye is its mirror image
-    mirrored = eye == "left"
-    if mirrored:
-        pixels = np.ascontiguousarray(pixels[:, ::-1])
-        masks = {name: np.ascontiguousarray(mask[:, ::-1]) for name, mask in masks.items()}
-
-    def placed(point: np.ndarray) -> tuple[float, float]:
-        return float(image_size - 1 - point[0] if mirrored else point[0]), float(point[1])
-
-    # mirroring swaps lower-right with lower-left and upper-left with upper-right
-    per_quadrant = plan.haemorrhages_per_quadrant
-    if mirrored:
-        per_quadrant = (per_quadrant[1], per_quadrant[0], per_quadrant[3], per_quadrant[2])
-
-    lesion_counts = {kind: sum(lesion.kind == kind for lesion in lesions) for kind in LESION_TYPES}
-    lesion_counts["NV"] = plan.neovascular_tufts
-    return FundusSample(
+    right_eye = FundusSample(
         image=pixels,
-        masks=masks,
+        masks={name: masks[name] & fov for name in MASK_NAMES},
         dr_grade=dr_grade,
         dme_risk=dme_risk,
         label=int(dr_grade > 0 or dme_risk > 0),
-        macula_center=placed(anatomy.macula_center),
-        disc_center=placed(anatomy.disc_center),
+        macula_center=_as_point(anatomy.macula_center),
+        disc_center=_as_point(anatomy.disc_center),
         disc_diameter=anatomy.disc_diameter,
-        fov_center=placed(anatomy.fov_center),
+        fov_center=_as_point(anatomy.fov_center),
         fov_radius=anatomy.fov_radius,
-        eye=eye,
-        lesion_counts=lesion_counts,
-        haemorrhages_per_quadrant=per_quadrant,
+        eye="right",
+        lesion_counts=_lesion_counts(lesions, plan),
+        haemorrhages_per_quadrant=plan.haemorrhages_per_quadrant,
     )
+    # everything is drawn as a right eye; a left eye is its mirror image
+    return _mirrored_to_left_eye(right_eye) if eye == "left" else right_eye
 
 
 def write_fundus_dataset(
@@ -374,12 +342,7 @@ def write_fundus_dataset(
     Returns the manifest dict.
     """
     n_normal, n_abnormal = class_counts(n, class_ratio)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    image_size = _check_image_size(image_size)
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
-
+    image_size = _check_dataset_arguments(seed, image_size, image_format)
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     for name in MASK_NAMES:
@@ -387,48 +350,11 @@ def write_fundus_dataset(
 
     class_rng = np.random.Generator(np.random.PCG64([seed, _CLASS_STREAM, n]))
     normal_indices = set(class_rng.choice(n, size=n_normal, replace=False).tolist())
-
-    records = []
-    for index in range(n):
-        patient_id, eye = index // 2, EYES[index % 2]
-        stem = f"{patient_id}_{eye}"
-        file_name = f"{stem}.{image_format}"
-        sample = generate_fundus(
-            np.random.Generator(np.random.PCG64([seed, _IMAGE_STREAM, index])),
-            image_size,
-            abnormal=index not in normal_indices,
-            eye=eye,
-        )
-        _save_image(sample.image, out_dir / "images" / file_name, image_format)
-        for name, mask in sample.masks.items():
-            _save_image(mask.astype(np.uint8) * 255, out_dir / "masks" / name / f"{stem}.png", "png")
-        records.append(
-            {
-                "stem": stem,
-                "image": f"images/{file_name}",
-                "patient_id": patient_id,
-                "eye": eye,
-                "label": sample.label,
-                "dr_grade": sample.dr_grade,
-                "dme_risk": sample.dme_risk,
-                "lesion_pixels": {kind: int(sample.masks[kind].sum()) for kind in LESION_TYPES},
-                "lesion_counts": sample.lesion_counts,
-                "haemorrhages_per_quadrant": list(sample.haemorrhages_per_quadrant),
-                "disc_center": _rounded(sample.disc_center),
-                "disc_diameter": round(sample.disc_diameter, 3),
-                "macula_center": _rounded(sample.macula_center),
-                "fov_center": _rounded(sample.fov_center),
-                "fov_radius": round(sample.fov_radius, 3),
-            }
-        )
-
-    _write_csv(out_dir / "labels.csv", LABELS_COLUMNS, [(r["image"], r["label"]) for r in records])
-    _write_csv(
-        out_dir / "idrid_grading.csv",
-        IDRID_COLUMNS,
-        [(r["stem"], r["dr_grade"], r["dme_risk"]) for r in records],
-    )
-    _write_csv(out_dir / "odir_annotations.csv", ODIR_COLUMNS, _odir_rows(records, seed))
+    records = [
+        _write_photograph(out_dir, seed, index, image_size, index not in normal_indices, image_format)
+        for index in range(n)
+    ]
+    _write_sheets(out_dir, records, seed)
 
     manifest = {
         "generator": __name__,
@@ -468,6 +394,16 @@ def _check_image_size(image_size: int) -> int:
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE} pixels, got {image_size}")
     return int(image_size)
+
+
+def _check_dataset_arguments(seed: int, image_size: int, image_format: str) -> int:
+    """Refuse a bad ``seed``, ``image_size`` or ``image_format``; return ``image_size`` as an int."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    image_size = _check_image_size(image_size)
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+    return image_size
 
 
 def _spawn_streams(
@@ -595,6 +531,16 @@ def _paint_optic_disc(
     cup_alpha = _smoothstep(1.25, 0.6, cup_distance)[..., None]
     image += cup_alpha * (_CUP_RGB * disc_light - image)
     return disc_distance <= 1.0, cup_distance <= 1.0
+
+
+def _vessel_tree_coverage(
+    rng: np.random.Generator, anatomy: _Anatomy, supersampling: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage (0-1) of the veins and of the arteries that leave the optic disc."""
+    vessel_tree = _grow_vessels(rng, _main_vessel_sprouts(rng, anatomy), anatomy)
+    veins = _rasterise([v for v in vessel_tree if v.kind == "vein"], anatomy.size, supersampling)
+    arteries = _rasterise([v for v in vessel_tree if v.kind == "artery"], anatomy.size, supersampling)
+    return veins, arteries
 
 
 def _main_vessel_sprouts(rng: np.random.Generator, anatomy: _Anatomy) -> list[_Sprout]:
@@ -929,6 +875,21 @@ def _smallest_semi_axis(irregularity: float) -> float:
     return _MIN_MASK_RADIUS_PX / (1 - irregularity)
 
 
+def _stamp_lesions(image: np.ndarray, illumination: np.ndarray, lesions: list[_Lesion]) -> dict[str, np.ndarray]:
+    """Blend ``lesions`` into ``image`` in their drawing order; return the mask of each lesion type."""
+    size = image.shape[0]
+    masks = {kind: np.zeros((size, size), bool) for kind in LESION_TYPES}
+    for lesion in lesions:
+        _stamp_lesion(image, illumination, masks[lesion.kind], lesion)
+    return masks
+
+
+def _lesion_counts(lesions: list[_Lesion], plan: _LesionPlan) -> dict[str, int]:
+    counts = {kind: sum(lesion.kind == kind for lesion in lesions) for kind in LESION_TYPES}
+    counts["NV"] = plan.neovascular_tufts
+    return counts
+
+
 def _stamp_lesion(image: np.ndarray, illumination: np.ndarray, mask: np.ndarray, lesion: _Lesion) -> None:
     """Blend one lesion into ``image`` within its bounding box and mark its outline (d <= 1) in ``mask``."""
     size = image.shape[0]
@@ -952,6 +913,49 @@ def _stamp_lesion(image: np.ndarray, illumination: np.ndarray, mask: np.ndarray,
     target = illumination[y0:y1, x0:x1, None] * np.array(_LESION_RGB[lesion.kind], np.float32)
     region += alpha * (target - region)
     mask[y0:y1, x0:x1] |= distance <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# the finished photograph
+
+
+def _expose(rng: np.random.Generator, image: np.ndarray, anatomy: _Anatomy) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` as the camera records it (8-bit pixels, dark outside the field of view) and the FOV mask."""
+    image += rng.normal(0.0, 1.2, image.shape).astype(np.float32)  # sensor noise
+    from_fov_center = _disc_distance(anatomy.size, anatomy.fov_center)
+    fov = from_fov_center <= anatomy.fov_radius
+    # the image fades to black over a thin rim, as vignetting does; a sharp cut would make JPEG ring
+    # visibly into the dark background
+    rim = max(0.04 * anatomy.fov_radius, 3.0)
+    image *= _smoothstep(anatomy.fov_radius + 0.5, anatomy.fov_radius - rim, from_fov_center)[..., None]
+    # a camera's black is not exactly zero
+    image += rng.integers(0, 3, image.shape).astype(np.float32) * ~fov[..., None]
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), fov
+
+
+def _as_point(point: np.ndarray) -> tuple[float, float]:
+    return float(point[0]), float(point[1])
+
+
+def _mirrored_to_left_eye(sample: FundusSample) -> FundusSample:
+    """The left eye that is the mirror image of the right eye ``sample``."""
+    last_column = sample.image.shape[1] - 1
+
+    def mirrored(point: tuple[float, float]) -> tuple[float, float]:
+        return last_column - point[0], point[1]
+
+    # mirroring swaps lower-right with lower-left and upper-left with upper-right
+    lower_right, lower_left, upper_left, upper_right = sample.haemorrhages_per_quadrant
+    return replace(
+        sample,
+        image=np.ascontiguousarray(sample.image[:, ::-1]),
+        masks={name: np.ascontiguousarray(mask[:, ::-1]) for name, mask in sample.masks.items()},
+        macula_center=mirrored(sample.macula_center),
+        disc_center=mirrored(sample.disc_center),
+        fov_center=mirrored(sample.fov_center),
+        eye="left",
+        haemorrhages_per_quadrant=(lower_left, lower_right, upper_right, upper_left),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1031,6 +1035,52 @@ def _rounded(point: tuple[float, float]) -> list[float]:
 
 # ---------------------------------------------------------------------------------------------------
 # files
+
+
+def _write_photograph(
+    out_dir: Path, seed: int, index: int, image_size: int, abnormal: bool, image_format: str
+) -> dict:
+    """Draw image ``index`` of the data set, write it and its masks; return its manifest record."""
+    patient_id, eye = index // 2, EYES[index % 2]
+    stem = f"{patient_id}_{eye}"
+    file_name = f"{stem}.{image_format}"
+    sample = generate_fundus(
+        np.random.Generator(np.random.PCG64([seed, _IMAGE_STREAM, index])),
+        image_size,
+        abnormal=abnormal,
+        eye=eye,
+    )
+    _save_image(sample.image, out_dir / "images" / file_name, image_format)
+    for name, mask in sample.masks.items():
+        _save_image(mask.astype(np.uint8) * 255, out_dir / "masks" / name / f"{stem}.png", "png")
+    return {
+        "stem": stem,
+        "image": f"images/{file_name}",
+        "patient_id": patient_id,
+        "eye": eye,
+        "label": sample.label,
+        "dr_grade": sample.dr_grade,
+        "dme_risk": sample.dme_risk,
+        "lesion_pixels": {kind: int(sample.masks[kind].sum()) for kind in LESION_TYPES},
+        "lesion_counts": sample.lesion_counts,
+        "haemorrhages_per_quadrant": list(sample.haemorrhages_per_quadrant),
+        "disc_center": _rounded(sample.disc_center),
+        "disc_diameter": round(sample.disc_diameter, 3),
+        "macula_center": _rounded(sample.macula_center),
+        "fov_center": _rounded(sample.fov_center),
+        "fov_radius": round(sample.fov_radius, 3),
+    }
+
+
+def _write_sheets(out_dir: Path, records: list[dict], seed: int) -> None:
+    """The generic, the IDRiD and the ODIR annotation sheets of the written images."""
+    _write_csv(out_dir / "labels.csv", LABELS_COLUMNS, [(r["image"], r["label"]) for r in records])
+    _write_csv(
+        out_dir / "idrid_grading.csv",
+        IDRID_COLUMNS,
+        [(r["stem"], r["dr_grade"], r["dme_risk"]) for r in records],
+    )
+    _write_csv(out_dir / "odir_annotations.csv", ODIR_COLUMNS, _odir_rows(records, seed))
 
 
 def _save_image(pixels: np.ndarray, path: Path, image_format: str) -> None:
