@@ -148,27 +148,11 @@ def check_datalist(
                 )
             )
             continue
-        missing_keys = [key for key in required_keys if key not in entry]
-        if missing_keys:
-            problems.append(
-                Problem(
-                    source,
-                    f"datalist[{index}] has no {', '.join(map(repr, missing_keys))} key; "
-                    f"expected keys {required_keys}, found {sorted(entry)}",
-                )
-            )
+        problems += _check_entry_keys(index, entry, required_keys, source)
         if label_key in entry:
-            label = entry[label_key]
-            if allowed_labels is not None and not _is_one_of(label, allowed_labels):
-                problems.append(
-                    Problem(
-                        source,
-                        f"datalist[{index}] ({entry.get(image_key, 'no image')}): {label_key} is {label!r}; "
-                        f"expected one of {list(allowed_labels)}",
-                    )
-                )
-            if _is_one_of(label, (0, 1)):
-                class_counts[int(label)] += 1
+            problems += _check_label(index, entry, image_key, label_key, allowed_labels, source)
+            if _is_one_of(entry[label_key], (0, 1)):
+                class_counts[int(entry[label_key])] += 1
         if image_key in entry:
             image = entry[image_key]
             if isinstance(image, (str, os.PathLike)):
@@ -178,21 +162,9 @@ def check_datalist(
                     Problem(source, f"datalist[{index}]: {image_key} is {image!r}; expected a file path")
                 )
 
-    for image, indices in indices_of_image.items():
-        if len(indices) > 1:
-            listed_as = ", ".join(f"datalist[{index}]" for index in indices)
-            problems.append(
-                Problem(source, f"image {image} is listed {len(indices)} times ({listed_as}); expected once")
-            )
-    if label_key is not None and require_both_classes and (class_counts[0] == 0 or class_counts[1] == 0):
-        problems.append(
-            Problem(
-                source,
-                f"does not have both classes: {class_counts[0]} normal (label 0) and {class_counts[1]} abnormal "
-                "(label 1) entries; expected both, since stage 1 learns to tell normal from abnormal",
-            )
-        )
-
+    problems += _check_listed_once(indices_of_image, source)
+    if label_key is not None and require_both_classes:
+        problems += _check_both_classes(class_counts, source)
     images = tqdm(indices_of_image, desc=f"checking images of {source}", unit="image", disable=not progress)
     for image in images:
         if check_pixels:
@@ -225,6 +197,57 @@ def validate_datalist(datalist: Sequence[dict], source: str = "datalist", **chec
     raise ValueError(
         f"{source}: {len(problems)} problem(s) in the data; fix them before training:\n" + "\n".join(lines)
     )
+
+
+def _check_entry_keys(index: int, entry: dict, required_keys: list[str], source: str) -> list[Problem]:
+    missing_keys = [key for key in required_keys if key not in entry]
+    if not missing_keys:
+        return []
+    return [
+        Problem(
+            source,
+            f"datalist[{index}] has no {', '.join(map(repr, missing_keys))} key; "
+            f"expected keys {required_keys}, found {sorted(entry)}",
+        )
+    ]
+
+
+def _check_label(
+    index: int, entry: dict, image_key: str, label_key: str, allowed_labels: Sequence | None, source: str
+) -> list[Problem]:
+    label = entry[label_key]
+    if allowed_labels is None or _is_one_of(label, allowed_labels):
+        return []
+    return [
+        Problem(
+            source,
+            f"datalist[{index}] ({entry.get(image_key, 'no image')}): {label_key} is {label!r}; "
+            f"expected one of {list(allowed_labels)}",
+        )
+    ]
+
+
+def _check_listed_once(indices_of_image: dict[str, list[int]], source: str) -> list[Problem]:
+    problems = []
+    for image, indices in indices_of_image.items():
+        if len(indices) > 1:
+            listed_as = ", ".join(f"datalist[{index}]" for index in indices)
+            problems.append(
+                Problem(source, f"image {image} is listed {len(indices)} times ({listed_as}); expected once")
+            )
+    return problems
+
+
+def _check_both_classes(class_counts: Counter, source: str) -> list[Problem]:
+    if class_counts[0] > 0 and class_counts[1] > 0:
+        return []
+    return [
+        Problem(
+            source,
+            f"does not have both classes: {class_counts[0]} normal (label 0) and {class_counts[1]} abnormal "
+            "(label 1) entries; expected both, since stage 1 learns to tell normal from abnormal",
+        )
+    ]
 
 
 def _check_exists(path: str) -> list[Problem]:
