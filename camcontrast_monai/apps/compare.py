@@ -123,6 +123,16 @@ class MethodSpec:
         return {key: value for key, value in self.overrides.items() if key in FINETUNE_KEYS}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Grid:
+    """What a comparison covers: every method x downstream task x label fraction x seed."""
+
+    methods: list[MethodSpec]
+    tasks: list[str]
+    fractions: list[float]
+    seeds: list[int]
+
+
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -435,29 +445,76 @@ def _embedding_maps(out_dir: Path, methods: Sequence[MethodSpec], plan: CompareP
 
 
 def _write_report(
-    out_dir: Path, rows: Sequence[Mapping[str, Any]], plan: ComparePlan, methods: Sequence[MethodSpec],
-    tasks: Sequence[str], fractions: Sequence[float], seeds: Sequence[int], command: str, commands: list[dict[str, str]],
-    seconds: float, embedding_map: Path | None, shared_pretraining: bool, probes: Mapping[str, Any] | None = None,
+    out_dir: Path, rows: Sequence[Mapping[str, Any]], plan: ComparePlan, grid: _Grid, command: str,
+    commands: list[dict[str, str]], seconds: float, embedding_map: Path | None, shared_pretraining: bool,
+    probes: Mapping[str, Any] | None = None,
 ) -> Path:  # fmt: skip
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
+    figures = _save_figures(report, rows, grid)
+    write_json({"plan": dataclasses.asdict(plan), "seeds": list(grid.seeds), "rows": list(rows), "probes": probes, "seconds": seconds, "command": command}, report / "results.json")
+    (report / "commands.md").write_text(
+        "# Commands behind every number\n\nEach line runs one step exactly as `camcontrast bench compare` ran it "
+        "(configs from the snapshot in `bundle/`).\n\n" + "\n".join(f"- {c['run']}:\n  `{c['command']}`" for c in commands) + "\n"
+    )
+    expected = len(grid.methods) * len(grid.tasks) * len(grid.fractions)
+    detail = _selection_detail(rows)
+    lines = [
+        "# Pretraining comparison",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{len(rows)} of {expected} method/task/fraction cells finished; {len(grid.seeds)} seeds ({', '.join(map(str, grid.seeds))}); "
+        f"{seconds / 60:.1f} minutes in the last invocation.",
+        "",
+        _setup_paragraph(plan, grid, shared_pretraining),
+        "",
+        *_probe_lines(probes, report, grid.methods),
+        "## Fine-tuned test scores",
+        "",
+        markdown_table(_score_table(rows, grid)),
+        *[f"![{name}]({name})\n" for name in figures],
+        "## Learning-rate selection and per-seed scores",
+        "",
+        markdown_table(detail) if detail else "(no finished cell yet)\n",
+        *_embedding_section(embedding_map),
+        "Every step's command line: [commands.md](commands.md).",
+        "",
+    ]
+    (report / "README.md").write_text("\n".join(lines))
+    return report
+
+
+def _score_table(rows: Sequence[Mapping[str, Any]], grid: _Grid) -> list[dict[str, Any]]:
+    """One line per method: the test score (mean, std) of every task and fraction, NaN where unfinished."""
     lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
     table = []
-    for method in methods:
+    for method in grid.methods:
         line: dict[str, Any] = {"Method": method.spec}
-        for task in tasks:
-            for fraction in fractions:
+        for task in grid.tasks:
+            for fraction in grid.fractions:
                 row = lookup.get((method.spec, task, fraction))
                 line[f"{task} ({TASK_METRICS[task]}), {fraction:g} labels"] = (row["mean"], row["std"]) if row else math.nan
         table.append(line)
-    detail = [
+    return table
+
+
+def _selection_detail(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Per finished cell: the selected learning rate, the mean validation score of each, the test score of each seed."""
+    return [
         {"method": r["method"], "task": r["task"], "fraction": r["fraction"], "selected lr": f"{r['lr']:g}",
          "mean val by lr": ", ".join(f"{lr}: {v:.3f}" for lr, v in r["val_by_lr"].items()),
          "test per seed": ", ".join(f"{s:.3f}" for s in r["test_scores"])}
         for r in rows
     ]  # fmt: skip
+
+
+def _save_figures(report: Path, rows: Sequence[Mapping[str, Any]], grid: _Grid) -> list[str]:
+    """Bar charts of each task's test scores (and curves over label fractions, if several); their file names."""
+    lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
+    fractions, seeds = grid.fractions, grid.seeds
     figures = []
-    for task in tasks:
+    for task in grid.tasks:
         results = {f"{f:g} labels": {r["method"]: r["mean"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
         errors = {f"{f:g} labels": {r["method"]: r["std"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
         if any(results.values()):
@@ -465,29 +522,22 @@ def _write_report(
             save_bar_chart(results, report / name, f"{task}: test {TASK_METRICS[task]}, mean ± std over {len(seeds)} seeds", errors=errors, ylabel=TASK_METRICS[task])
             figures.append(name)
         if len(fractions) > 1 and any(results.values()):
-            curves = {m.spec: [(f, lookup[(m.spec, task, f)]["mean"]) for f in fractions if (m.spec, task, f) in lookup] for m in methods}
+            curves = {m.spec: [(f, lookup[(m.spec, task, f)]["mean"]) for f in fractions if (m.spec, task, f) in lookup] for m in grid.methods}
             save_curves({k: v for k, v in curves.items() if v}, report / f"{task}_fractions.png", task, xlabel="label fraction", ylabel=TASK_METRICS[task])
             figures.append(f"{task}_fractions.png")
-    write_json({"plan": dataclasses.asdict(plan), "seeds": list(seeds), "rows": list(rows), "probes": probes, "seconds": seconds, "command": command}, report / "results.json")
-    (report / "commands.md").write_text(
-        "# Commands behind every number\n\nEach line runs one step exactly as `camcontrast bench compare` ran it "
-        "(configs from the snapshot in `bundle/`).\n\n" + "\n".join(f"- {c['run']}:\n  `{c['command']}`" for c in commands) + "\n"
-    )
-    expected = len(methods) * len(tasks) * len(fractions)
-    lines = [
-        "# Pretraining comparison",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"{len(rows)} of {expected} method/task/fraction cells finished; {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
-        f"{seconds / 60:.1f} minutes in the last invocation.",
-        "",
+    return figures
+
+
+def _setup_paragraph(plan: ComparePlan, grid: _Grid, shared_pretraining: bool) -> str:
+    """The sizes, schedules and learning-rate selection behind the numbers, as one paragraph."""
+    seeds = grid.seeds
+    return (
         f"Sizes: {plan.n_pretrain} pretraining images at {plan.image_size} px, encoder width {plan.width}; "
         f"CAMContrast stage 1: {plan.stage1_epochs} epochs; stage 2 and every baseline: {plan.pretrain_epochs} epochs over "
         f"the fixed crops (non-crop baselines: the same number of steps), batch {plan.pretrain_batch_size}, lr {plan.pretrain_lr}. "
         f"Fine-tuning: {plan.n_downstream} downstream images split 60/20/20 by patient (per seed), "
         f"{plan.finetune_epochs} epochs (classification) or {plan.seg_epochs} (segmentation); learning rates tried for every method: "
-        + "; ".join(f"{task} {', '.join(f'{lr:g}' for lr in plan.lr_grid[task])}" for task in tasks)
+        + "; ".join(f"{task} {', '.join(f'{lr:g}' for lr in plan.lr_grid[task])}" for task in grid.tasks)
         + ". The learning rate with the best mean validation score over seeds is selected per method, task and "
         "fraction; the table gives its test score, mean ± sample std over seeds. "
         + (
@@ -495,30 +545,22 @@ def _write_report(
             "that encoder on its own split, so the spread covers splits and fine-tuning, not pretraining."
             if shared_pretraining
             else "Each seed pretrains every method anew, splits the downstream data anew and fine-tunes."
-        ),
+        )
+    )
+
+
+def _embedding_section(embedding_map: Path | None) -> list[str]:
+    if embedding_map is None:
+        return []
+    return [
+        "## Crop representations (paper Fig. 8)",
         "",
-        *_probe_lines(probes, report, methods),
-        "## Fine-tuned test scores",
+        "UMAP of the pooled encoder features of the five fixed crops of pretraining images; left column coloured "
+        "by crop position, right column by the image's coarse label.",
         "",
-        markdown_table(table),
-        *[f"![{name}]({name})\n" for name in figures],
-        "## Learning-rate selection and per-seed scores",
+        f"![embeddings]({embedding_map.name})",
         "",
-        markdown_table(detail) if detail else "(no finished cell yet)\n",
     ]
-    if embedding_map is not None:
-        lines += [
-            "## Crop representations (paper Fig. 8)",
-            "",
-            "UMAP of the pooled encoder features of the five fixed crops of pretraining images; left column coloured "
-            "by crop position, right column by the image's coarse label.",
-            "",
-            f"![embeddings]({embedding_map.name})",
-            "",
-        ]
-    lines += ["Every step's command line: [commands.md](commands.md).", ""]
-    (report / "README.md").write_text("\n".join(lines))
-    return report
 
 
 def run_compare(
@@ -560,6 +602,34 @@ def run_compare(
     fine-tuning starts from that encoder: the spread over seeds then covers splits and fine-tuning but
     not pretraining (cheaper by the number of seeds in pretraining time).
     """
+    plan, grid = _parse_grid(preset, methods, tasks, fractions, seeds)
+    out_dir = Path(out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = _command_line(out_dir, grid, preset, dataset_dir, shared_pretraining)
+    runner = _Runner(out_dir, _step_count(grid, plan, shared_pretraining), report_only)
+    _check_plan(out_dir, preset, plan, dataset_dir, shared_pretraining)
+    runner.snapshot()
+    data_dir = Path(dataset_dir).resolve() if dataset_dir else out_dir / "data"
+    if not dataset_dir:
+        _write_data(data_dir, plan)
+    common = {"dataset_dir": str(data_dir), "width": plan.width, "num_workers": num_workers}
+    encoders = _pretrain_and_finetune(runner, grid, plan, common, shared_pretraining)
+    probes = _probe_methods(out_dir, runner.bundle, grid.methods, encoders, plan, common, report_only)
+    rows = select_and_summarise(out_dir, grid.methods, grid.tasks, grid.fractions, grid.seeds, plan.lr_grid)
+    picture = _embedding_maps(out_dir, grid.methods, plan, grid.seeds[0], common) if embedding_map else None
+    report = _write_report(
+        out_dir, rows, plan, grid, command, runner.commands, time.perf_counter() - runner.started, picture,
+        shared_pretraining, probes,
+    )  # fmt: skip
+    print(f"report written to {report / 'README.md'}", flush=True)
+    return report
+
+
+def _parse_grid(
+    preset: str, methods: str | Sequence[str], tasks: str | Sequence[str], fractions: float | str | Sequence[float],
+    seeds: int | str | Sequence[int],
+) -> tuple[ComparePlan, _Grid]:  # fmt: skip
+    """The preset's plan and the grid of the command-line values; refuses a grid the plan cannot run."""
     if preset not in PLANS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PLANS)}")
     plan = PLANS[preset]
@@ -571,48 +641,46 @@ def run_compare(
     missing_grid = [t for t in task_list if t not in plan.lr_grid]
     if missing_grid:
         raise ValueError(f"preset {preset!r} has no learning-rate grid for {missing_grid}")
-    fraction_list = _as_list(fractions, float)
-    seed_list = _as_list(seeds, int)
+    grid = _Grid(method_specs, task_list, _as_list(fractions, float), _as_list(seeds, int))
     if any(m.overrides.get("encoder_name", "unet") != "unet" for m in method_specs) and set(task_list) - {"grading"}:
         raise ValueError("non-U-Net encoders have no segmentation decoder: compare them on classification tasks only")
-    out_dir = Path(out).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    command = "camcontrast bench compare " + " ".join(
+    return plan, grid
+
+
+def _command_line(out_dir: Path, grid: _Grid, preset: str, dataset_dir: str | None, shared_pretraining: bool) -> str:
+    """The ``camcontrast bench compare`` command that reruns (resumes) this comparison, for the report."""
+    return "camcontrast bench compare " + " ".join(
         f"--{k} {_cli_value(v)}" for k, v in {
-            "out": str(out_dir), "methods": ",".join(m.spec for m in method_specs), "tasks": ",".join(task_list),
-            "fractions": ",".join(f"{f:g}" for f in fraction_list), "seeds": ",".join(map(str, seed_list)),
+            "out": str(out_dir), "methods": ",".join(m.spec for m in grid.methods), "tasks": ",".join(grid.tasks),
+            "fractions": ",".join(f"{f:g}" for f in grid.fractions), "seeds": ",".join(map(str, grid.seeds)),
             "preset": preset, **({"dataset_dir": dataset_dir} if dataset_dir else {}),
             **({"shared_pretraining": True} if shared_pretraining else {}),
         }.items()
     )  # fmt: skip
-    pretrain_steps = sum(3 if m.kind == "camcontrast" else 0 if m.kind == "random" else 1 for m in method_specs)
-    finetune_steps = len(method_specs) * sum(len(plan.lr_grid[t]) for t in task_list) * len(fraction_list)
-    pretrainings = 1 if shared_pretraining else len(seed_list)
-    runner = _Runner(out_dir, pretrainings * pretrain_steps + len(seed_list) * finetune_steps, report_only)
-    _check_plan(out_dir, preset, plan, dataset_dir, shared_pretraining)
-    runner.snapshot()
-    data_dir = Path(dataset_dir).resolve() if dataset_dir else out_dir / "data"
-    if not dataset_dir:
-        _write_data(data_dir, plan)
-    common = {"dataset_dir": str(data_dir), "width": plan.width, "num_workers": num_workers}
+
+
+def _step_count(grid: _Grid, plan: ComparePlan, shared_pretraining: bool) -> int:
+    """How many bundle runs the grid needs (CAMContrast pretrains in 3: stage 1, heatmaps, stage 2)."""
+    pretrain_steps = sum(3 if m.kind == "camcontrast" else 0 if m.kind == "random" else 1 for m in grid.methods)
+    finetune_steps = len(grid.methods) * sum(len(plan.lr_grid[t]) for t in grid.tasks) * len(grid.fractions)
+    pretrainings = 1 if shared_pretraining else len(grid.seeds)
+    return pretrainings * pretrain_steps + len(grid.seeds) * finetune_steps
+
+
+def _pretrain_and_finetune(
+    runner: _Runner, grid: _Grid, plan: ComparePlan, common: Mapping[str, Any], shared_pretraining: bool
+) -> dict[tuple[str, int], str | None]:
+    """Every pretraining and fine-tuning run of the grid (each skipped if done); the encoder path of each
+    ``(method spec, pretraining seed)``."""
     encoders: dict[tuple[str, int], str | None] = {}
-    for seed in seed_list:
-        pretrain_seed = seed_list[0] if shared_pretraining else seed
-        for method in method_specs:
+    for seed in grid.seeds:
+        pretrain_seed = grid.seeds[0] if shared_pretraining else seed
+        for method in grid.methods:
             if (method.spec, pretrain_seed) not in encoders:
                 encoders[method.spec, pretrain_seed] = _pretrain(runner, method, pretrain_seed, plan, common)
             encoder = encoders[method.spec, pretrain_seed]
-            for task in task_list:
-                for fraction in fraction_list:
+            for task in grid.tasks:
+                for fraction in grid.fractions:
                     for lr in plan.lr_grid[task]:
                         _finetune(runner, method, encoder, task, fraction, lr, seed, plan, common)
-    probes = _probe_methods(out_dir, runner.bundle, method_specs, encoders, plan, common, report_only)
-    rows = select_and_summarise(out_dir, method_specs, task_list, fraction_list, seed_list, plan.lr_grid)
-    picture = _embedding_maps(out_dir, method_specs, plan, seed_list[0], common) if embedding_map else None
-    report = _write_report(
-        out_dir, rows, plan, method_specs, task_list, fraction_list, seed_list, command, runner.commands,
-        time.perf_counter() - runner.started, picture, shared_pretraining, probes,
-    )  # fmt: skip
-    print(f"report written to {report / 'README.md'}", flush=True)
-    return report
-
+    return encoders
