@@ -1,17 +1,5 @@
-from camcontrast_monai.metrics.downstream import (
-    AveragePrecision,
-    AveragePrecisionMetric,
-    JointAccuracy,
-    JointAccuracyMetric,
-    MeanF1,
-    MeanF1Metric,
-    average_precision,
-    binary_f1,
-    joint_accuracy,
-    mean_average_precision,
-    mean_f1,
-    segmentation_metric,
-)
+from camcontrast_monai.metrics import downstream
+from camcontrast_monai.metrics.downstream import *  # noqa: F403  (re-exports exactly downstream.__all__)
 from camcontrast_monai.metrics.multilabel import MultilabelAUC, MultilabelAUCMetric, multilabel_auc
 from camcontrast_monai.metrics.paired import PairedDifference, paired_difference
 
@@ -19,18 +7,7 @@ __all__ = [
     "MultilabelAUC",
     "MultilabelAUCMetric",
     "multilabel_auc",
-    "AveragePrecision",
-    "AveragePrecisionMetric",
-    "JointAccuracy",
-    "JointAccuracyMetric",
-    "MeanF1",
-    "MeanF1Metric",
-    "average_precision",
-    "binary_f1",
-    "joint_accuracy",
-    "mean_average_precision",
-    "mean_f1",
-    "segmentation_metric",
+    *downstream.__all__,
     "PairedDifference",
     "paired_difference",
 ]
