@@ -9,15 +9,20 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from camcontrast_monai.data import readers
-from camcontrast_monai.data.validation import Problem, check_datalist
+# the data package loads torch and MONAI: it is imported where a check runs, so ``camcontrast --help``,
+# which reads this module's docstrings, stays fast
+if TYPE_CHECKING:
+    from camcontrast_monai.data.validation import Problem
 
 SHEET_FORMATS = ("auto", "odir", "idrid", "csv")
 # the sheets `camcontrast synth fundus` writes, in the order a folder is searched for one
 FOLDER_SHEETS = ("odir_annotations.xlsx", "odir_annotations.csv", "idrid_grading.csv", "labels.csv")
 
 
+# this docstring is also `camcontrast check-data --help`; fire takes a colon in an argument's continuation
+# line for a new argument, so those lines have none
 def check_data_command(
     sheet: str,
     images: str | None = None,
@@ -27,21 +32,27 @@ def check_data_command(
     min_size: int = 16,
     pixels: bool = True,
 ) -> int:
-    """Check an annotation sheet and its images; print every problem; return 0 if clean, 1 if not.
+    """Check a data set before training and report every problem at once; return 0 if clean, 1 if not.
+
+    The return value is the exit status of `camcontrast check-data`.
 
     Args:
-        sheet: the annotation sheet, ``.csv`` (UTF-8) or ``.xlsx``; or a data-set folder that holds one
-            of :data:`FOLDER_SHEETS` (the first found is checked).
-        images: for ``odir``/``idrid``, the image folder (default: ``images`` beside the sheet); for
-            ``csv``, the folder relative image paths start from (default: the sheet's folder).
-        format: ``odir`` (ODIR-5K sheet), ``idrid`` (IDRiD disease grading CSV), ``csv`` (``image``
-            and ``label`` columns) or ``auto``: ``odir`` if the header has ``Left-Fundus``, ``idrid``
-            if it has ``Image name``, else ``csv``.
-        spatial_dims: spatial dimensions every image must have (2 for photographs).
+        sheet: an ODIR annotation sheet, an IDRiD grading CSV or an image,label CSV (.csv in UTF-8, or
+            .xlsx); or a data-set folder holding odir_annotations.xlsx/.csv,
+            idrid_grading.csv or labels.csv (the first found, in that order, is checked), such as one
+            written by `camcontrast synth fundus`.
+        images: for odir/idrid, the image folder (default images/ beside the sheet); for csv, the
+            folder relative image paths start from (default the sheet's folder).
+        format: "odir" (ODIR-5K sheet), "idrid" (IDRiD disease grading CSV), "csv" (image and label
+            columns) or "auto", which picks odir if the header has Left-Fundus, idrid if it has
+            Image name, else csv.
+        spatial_dims: spatial dimensions every image must have (2 for photographs, 3 for volumes).
         channels: channels every image must have (3 for RGB).
         min_size: smallest allowed side in pixels.
         pixels: read every image (False: only check that the files exist).
     """
+    from camcontrast_monai.data.validation import Problem, check_datalist
+
     if format not in SHEET_FORMATS:
         raise ValueError(f"format must be one of {SHEET_FORMATS}, got {format!r}")
     sheet_path = find_sheet(Path(sheet))
@@ -88,6 +99,8 @@ def find_sheet(path: Path) -> Path:
 
 
 def _detect_format(sheet_path: Path) -> str:
+    from camcontrast_monai.data import readers
+
     columns = readers.read_table(sheet_path, "annotation sheet").columns
     if "Left-Fundus" in columns:
         return "odir"
@@ -98,6 +111,8 @@ def _detect_format(sheet_path: Path) -> str:
 
 def _read_sheet(sheet_format: str, sheet_path: Path, images: str | None, missing: list[tuple[int, str]]) -> list[dict]:
     """The sheet's datalist; listed images that do not exist go to ``missing``, so the others are still checked."""
+    from camcontrast_monai.data import readers
+
     if sheet_format == "csv":
         return readers.read_image_label_csv(sheet_path, base_dir=images, collect_missing=missing)
     image_dir = images if images is not None else sheet_path.parent / "images"
@@ -108,6 +123,8 @@ def _read_sheet(sheet_format: str, sheet_path: Path, images: str | None, missing
 
 def _problem_from_reader_error(sheet_path: Path, error: Exception) -> Problem:
     """The readers' messages start with "<sheet>, row N: " or "<sheet>: "; keep that as the Problem's place."""
+    from camcontrast_monai.data.validation import Problem
+
     message = str(error)
     place = re.match(rf"{re.escape(str(sheet_path))}(?:, row (\d+))?: (.*)", message, re.DOTALL)
     if place is None:

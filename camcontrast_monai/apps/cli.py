@@ -125,11 +125,13 @@ class LazyCommand:
 
     fire shows the function's own signature and docstring, so the CLI restates neither; importing torch and
     MONAI takes seconds, so ``camcontrast --help`` does not. Boolean flags go through :func:`as_switch`; the
-    return value (a results dict for Python callers) is dropped, since the function prints its own table.
+    return value (a results dict for Python callers) is dropped, since the function prints its own table,
+    unless ``exit_status``: then it is the process's exit status (a check's 0 or 1).
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, exit_status: bool = False) -> None:
         self.target = target
+        self.exit_status = exit_status
 
     def __get__(self, instance: object, owner: type | None = None):
         if instance is None:  # class access, as fire's help makes when it classifies members: no import
@@ -138,7 +140,9 @@ class LazyCommand:
 
         @functools.wraps(function)
         def command(*args, **kwargs) -> None:
-            function(*args, **kwargs)
+            result = function(*args, **kwargs)
+            if self.exit_status:
+                raise SystemExit(result)
 
         return with_switches(command)
 
@@ -223,31 +227,7 @@ class CLI:
 
         run_probe(bundle, encoders, dataset_dir, out, n_splits, seed, method, **overrides)
 
-    def check_data(
-        self,
-        sheet: str,
-        images: str | None = None,
-        format: str = "auto",
-        spatial_dims: int = 2,
-        channels: int = 3,
-        min_size: int = 16,
-        pixels: bool = True,
-    ) -> None:
-        """Check a data set before training and report every problem at once (exit status 1 if any).
-
-        Args:
-            sheet: an ODIR annotation sheet (.xlsx/.csv), an IDRiD grading CSV or an image,label CSV; or a
-                data-set folder written by `camcontrast synth fundus` (its odir_annotations.csv is checked).
-            images: image folder (ODIR/IDRiD; default images/ beside the sheet) or base folder (CSV).
-            format: "auto", "odir", "idrid" or "csv".
-            spatial_dims: 2 for photographs, 3 for volumes.
-            channels: expected image channels.
-            min_size: smallest spatial size accepted.
-            pixels: decode every image (False: only check that files exist).
-        """
-        from camcontrast_monai.apps.check_data import check_data_command
-
-        raise SystemExit(check_data_command(sheet, images, format, spatial_dims, channels, min_size, pixels))
+    check_data = LazyCommand("camcontrast_monai.apps.check_data:check_data_command", exit_status=True)
 
 
 def main() -> None:
