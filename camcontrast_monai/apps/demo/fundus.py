@@ -30,19 +30,13 @@ INITS = ("random", "camcontrast")
 
 
 @dataclasses.dataclass(frozen=True)
-class FundusSizes:
+class FundusSizes(DemoPlan):
     """The sizes of a fundus chain (synthetic data -> stage 1 -> stage 2 -> fine-tuning) that the demo and
-    the comparison (``apps.compare.ComparePlan``) both set."""
+    the comparison (``apps.compare.ComparePlan``) both set: the stage sizes every demo plan has, plus these."""
 
     n_pretrain: int
     n_downstream: int
     image_size: int
-    width: int
-    stage1_epochs: int
-    stage1_batch_size: int
-    pretrain_epochs: int
-    pretrain_batch_size: int
-    pretrain_lr: float
     cls_image_size: int
     cls_crop_size: int
     seg_image_size: int
@@ -51,7 +45,7 @@ class FundusSizes:
 
 
 @dataclasses.dataclass(frozen=True)
-class FundusDemoPlan(FundusSizes, DemoPlan):
+class FundusDemoPlan(FundusSizes):
     """Reduced sizes that let the whole chain run on a 2-core CPU (the paper's are in the bundle configs).
 
     Stage 2 gets a smaller batch and a higher learning rate than the paper's 120 / 1e-3: the paper
