@@ -21,7 +21,18 @@ from typing import Any
 # this module's docstrings, stays fast
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 
-__all__ = ["SETTINGS", "BundleRun", "DemoPlan", "DemoRun", "DemoSetting", "ReportParts", "run_demo", "run_setting"]
+__all__ = [
+    "SETTINGS",
+    "BundleRun",
+    "DemoPlan",
+    "DemoRun",
+    "DemoSetting",
+    "ReportParts",
+    "demo_setting",
+    "run_demo",
+    "run_setting",
+    "run_step",
+]
 
 # each setting is the module-level ``SETTING`` of ``camcontrast_monai.apps.demo.<name>``, imported on demand,
 # so a demo loads only its own modules
@@ -156,10 +167,14 @@ def run_demo(out: str = "demo_output", quick: bool = False, seed: int = 0, num_w
         bundle: which setting to demonstrate: "fundus" (2D colour photographs), "cxr" (2D chest
             X-rays, multilabel) or "mri3d" (3D brain MRI).
     """
-    if bundle not in SETTINGS:
-        raise SystemExit(f"unknown demo bundle {bundle!r}; choose one of {sorted(SETTINGS)}")
-    setting = importlib.import_module(f"camcontrast_monai.apps.demo.{bundle}").SETTING
-    return run_setting(setting, out, quick, seed, num_workers)
+    return run_setting(demo_setting(bundle), out, quick, seed, num_workers)
+
+
+def demo_setting(name: str) -> DemoSetting:
+    """The setting ``name`` (fundus, cxr or mri3d), imported now."""
+    if name not in SETTINGS:
+        raise SystemExit(f"unknown demo bundle {name!r}; choose one of {sorted(SETTINGS)}")
+    return importlib.import_module(f"camcontrast_monai.apps.demo.{name}").SETTING
 
 
 def run_setting(setting: DemoSetting, out: str, quick: bool = False, seed: int = 0, num_workers: int = 2) -> Path:
@@ -179,22 +194,24 @@ def run_setting(setting: DemoSetting, out: str, quick: bool = False, seed: int =
     workflows: dict[str, Any] = {}
     for run in pretraining:
         announce(run.what)
-        workflows[run.name] = _run(bundle, run, common)
+        workflows[run.name] = run_step(bundle, run, common)
         if run.name == "stage1":
             common.update(setting.after_stage1)
     announce("frozen-feature probes of the random, stage-1 and CAMContrast encoders")
     probe_demo_encoders(bundle, out_dir, {**common, **setting.probe_overrides(plan)}, seed)
     for run in downstream:
         announce(run.what)
-        workflows[run.name] = _run(bundle, run, common)
+        workflows[run.name] = run_step(bundle, run, common)
     announce("report")
     report = write_demo_report(setting, DemoRun(out_dir, bundle, plan, seed, announce.elapsed(), workflows, manifest))
     print(f"report written to {report / 'README.md'}", flush=True)
     return report
 
 
-def _run(bundle: Path, run: BundleRun, common: Mapping[str, Any]) -> Any:
-    overrides = {**common, **run.overrides}
+def run_step(bundle: Path, run: BundleRun, common: Mapping[str, Any], **extra: Any) -> Any:
+    """Run one ``BundleRun`` of ``bundle`` with the demo's ``common`` overrides, its own and ``extra``
+    (which win); returns the finished workflow."""
+    overrides = {**common, **run.overrides, **extra}
     if run.output_subdir:
         overrides["output_dir"] = str(Path(common["output_dir"]) / run.output_subdir)
     return run_bundle(bundle, ["common.json", *run.configs], run.workflow, **overrides)

@@ -8,16 +8,15 @@ Writes OUT/schedule/report/README.md with the curves, and OUT/times.json. ``--qu
 plan, a one-minute check that the script runs.
 """
 
-import importlib
 import json
 import sys
 import time
 from pathlib import Path
 
 import camcontrast_monai  # noqa: F401  (tunes malloc on import)
-from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.bundle import bundle_path
 from camcontrast_monai.apps.demo.common import demo_overrides
-from camcontrast_monai.apps.demo.driver import SETTINGS
+from camcontrast_monai.apps.demo.driver import demo_setting, run_step
 from camcontrast_monai.apps.schedule import probe_schedule
 
 # default epochs, snapshot epochs and the overrides each committed curve was run with
@@ -30,8 +29,8 @@ SCHEDULES = {
 quick = "--quick" in sys.argv
 args = [arg for arg in sys.argv[1:] if arg != "--quick"]
 name, out = args[0], Path(args[1]).resolve()
-assert name in SETTINGS and name in SCHEDULES, f"choose one of {sorted(SCHEDULES)}"
-setting = importlib.import_module(f"camcontrast_monai.apps.demo.{name}").SETTING
+assert name in SCHEDULES, f"choose one of {sorted(SCHEDULES)}"
+setting = demo_setting(name)
 default_epochs, snapshot_epochs, schedule_overrides = SCHEDULES[name]
 epochs = int(args[2]) if len(args) > 2 else default_epochs
 snapshots = [e for e in snapshot_epochs if e <= epochs]
@@ -40,23 +39,18 @@ bundle = bundle_path(setting.bundle_name)
 common = {**demo_overrides(bundle, out, plan.width, 0, 2), **setting.common_overrides(plan, 0), **schedule_overrides}
 stage1, heatmaps, stage2 = setting.pretraining_runs(plan)
 
-
-def run(step, **extra):
-    return run_bundle(bundle, ["common.json", *step.configs], step.workflow, **{**common, **step.overrides, **extra})
-
-
 times = {}
 start = time.time()
 prepared = (out / "runs" / "heatmaps" / "heatmap_datalist.json").is_file()
 if not prepared:
     setting.write_data(out / "data", plan, 0)
-    run(stage1)
+    run_step(bundle, stage1, common)
 common.update(setting.after_stage1)
 if not prepared:
-    run(heatmaps)
+    run_step(bundle, heatmaps, common)
 times["stage1_heatmaps_s"] = time.time() - start
 start = time.time()
-workflow = run(stage2, pretrain_epochs=epochs, encoder_snapshot_epochs=snapshots)
+workflow = run_step(bundle, stage2, common, pretrain_epochs=epochs, encoder_snapshot_epochs=snapshots)
 times["stage2_s"] = time.time() - start
 steps_per_epoch = len(workflow.parser.get_parsed_content("train#dataloader"))
 start = time.time()
