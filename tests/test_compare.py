@@ -8,10 +8,13 @@ import pytest
 from camcontrast_monai.apps.compare import (
     ABLATIONS,
     MethodSpec,
+    paired_differences,
     parse_method,
+    power_check,
     run_compare,
     select_and_summarise,
 )
+from camcontrast_monai.apps.compare import _Grid as Grid
 from camcontrast_monai.report.tables import write_json
 
 
@@ -55,6 +58,29 @@ def test_learning_rate_is_chosen_on_mean_validation_and_test_is_reported_over_se
     assert random["lr"] == 1e-3 and random["mean"] == pytest.approx(0.3) and random["std"] == pytest.approx(0.0)
 
 
+def test_power_check_and_paired_differences_by_hand():
+    def row(method, task, scores):
+        return {"method": method, "task": task, "fraction": 1.0, "test_scores": scores, "mean": sum(scores) / len(scores), "std": 0.0}
+
+    # grading: random beats trivial by 0.2 on every seed; lesions: by 0.01, below the 0.05 margin
+    power = power_check(
+        [row("random", "grading", [0.6, 0.7, 0.8]), row("random", "lesions", [0.03, 0.04, 0.05])],
+        {"grading": [0.4, 0.5, 0.6], "lesions": [0.02, 0.03, 0.04]},
+    )
+    assert [p["learnable"] for p in power] == ["yes", "NO"]
+    assert power[0]["trivial predictor"] == pytest.approx(0.5)
+    assert power[0]["random - trivial [95% interval]"] == "+0.200 [+0.200, +0.200]"
+    grid = Grid([parse_method("random"), parse_method("camcontrast"), parse_method("supce-crop")], ["grading"], [1.0], [0, 1, 2])
+    paired = paired_differences(
+        [row("random", "grading", [0.5, 0.5, 0.5]), row("camcontrast", "grading", [0.7, 0.6, 0.8]),
+         row("supce-crop", "grading", [0.8, 0.5, 0.9])], grid,
+    )  # fmt: skip
+    assert [p["camcontrast minus"] for p in paired] == ["random", "supce-crop"]
+    assert paired[0]["difference [95% interval]"].startswith("+0.200") and paired[0]["verdict"] == "better"
+    assert paired[1]["difference [95% interval]"] == "-0.033 [-0.100, +0.100]"
+    assert paired[1]["verdict"] == "no difference shown" and paired[1]["seeds"] == 3
+
+
 def test_runner_on_a_tiny_grid_writes_a_report_and_resumes(tmp_path, capsys):
     grid = {
         "out": str(tmp_path), "methods": "random,supce-crop", "tasks": "grading", "fractions": "1.0", "seeds": "0,1",
@@ -66,6 +92,21 @@ def test_runner_on_a_tiny_grid_writes_a_report_and_resumes(tmp_path, capsys):
     assert "pretrain supce-crop seed 0" in first and "pretrain supce-crop seed 1" not in first  # pretrained once
     results = json.loads((report / "results.json").read_text())
     assert [(r["method"], len(r["test_scores"])) for r in results["rows"]] == [("random", 2), ("supce-crop", 2)]
+    # the power check reuses random init at 100 % labels; its trivial score is the training split's most
+    # frequent (DR, DME) pair, scored on the same test split
+    from camcontrast_monai.data import downstream_splits, read_idrid_grading
+
+    downstream = tmp_path / "data" / "downstream"
+    entries = read_idrid_grading(str(downstream / "idrid_grading.csv"), str(downstream / "images"))
+    expected = []
+    for seed in (0, 1):
+        splits = downstream_splits([{**e, "label": (e["dr_grade"], e["dme_risk"])} for e in entries], seed=seed)
+        pairs = [tuple(e["label"]) for e in splits["train"]]
+        majority = max(sorted(set(pairs)), key=pairs.count)
+        expected.append(sum(tuple(e["label"]) == majority for e in splits["test"]) / len(splits["test"]))
+    (power,) = results["power"]
+    assert power["task"] == "grading" and power["trivial predictor"] == pytest.approx(sum(expected) / 2)
+    assert "## Power check" in (report / "README.md").read_text()
     text = (report / "README.md").read_text()
     assert "| random |" in text and "| supce-crop |" in text and "Pretraining was shared" in text and "±" in text
     assert "camcontrast bench compare --out" in text and (report / "grading.png").is_file() and (report / "embeddings.png").is_file()

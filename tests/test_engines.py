@@ -228,3 +228,25 @@ def test_float16_on_cuda_scales_the_loss():
 def test_no_loss_scaler_off_cuda_or_without_float16():
     trainer, _ = _linear_multilabel_trainer(_multilabel_batches(4))
     assert trainer.grad_scaler is None
+
+
+def test_trivial_predictor_scores_by_hand():
+    import numpy as np
+
+    from camcontrast_monai.engines import majority_logits, trivial_test_score
+    from camcontrast_monai.metrics import JointAccuracy, segmentation_metric
+
+    # (DR, DME) pairs: (2, 1) is the most frequent pair; the per-head majorities would give (0, 1)
+    train = [[0, 1], [2, 1], [2, 1], [0, 0], [0, 2]]
+    logits = majority_logits(train, [5, 3])
+    assert logits.tolist() == [0, 0, 1, 0, 0, 0, 1, 0]
+    test = [{"label": np.array(pair)} for pair in ([2, 1], [2, 0], [2, 1], [0, 1])]
+    assert trivial_test_score(JointAccuracy([5, 3]), test, lambda label: logits[None]) == pytest.approx(0.5)
+    # all background: AUC-PR is the positive-pixel rate (4 + 2 of 2 x 64 pixels), F1 is zero
+    first, second = torch.zeros(1, 8, 8), torch.zeros(1, 8, 8)
+    first[0, :2, :2], second[0, 0, :2] = 1, 1
+    masks = [{"label": first}, {"label": second}]
+    assert trivial_test_score(segmentation_metric("auc_pr"), masks, torch.zeros_like) == pytest.approx(6 / 128)
+    assert trivial_test_score(segmentation_metric("f1"), masks, torch.zeros_like) == 0.0
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        majority_logits([[1, 2, 3]], [5, 3])

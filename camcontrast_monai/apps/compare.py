@@ -70,6 +70,12 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 FINETUNE_KEYS = ("encoder_name", "width")  # method overrides that fine-tuning needs too
 VAL_KEYS = {"grading": "val_joint_accuracy"}  # segmentation tasks log "val_score"
+CLASSIFICATION_TASKS = ("grading",)
+# The power check: random initialisation fine-tuned with every label must beat the trivial predictor by
+# POWER_MARGIN (absolute score) on average over seeds, with a paired 95 % interval that excludes zero;
+# a task that fails it cannot separate pretraining methods in this budget.
+POWER_FRACTION = 1.0
+POWER_MARGIN = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +166,9 @@ def parse_method(spec: str) -> MethodSpec:
     if base == "random" and set(overrides) - set(FINETUNE_KEYS):
         raise ValueError(f"random initialisation has no pretraining to override: {spec!r}")
     return MethodSpec(spec.strip(), base, suffix == "crop", overrides)
+
+
+POWER_METHOD = parse_method("random")
 
 
 def _as_list(value: Any, cast: type) -> list:
@@ -287,31 +296,72 @@ def _finetune_dir(out_dir: Path, task: str, method: MethodSpec, fraction: float,
     return out_dir / "runs" / "finetune" / task / method.slug / f"fraction{fraction:g}" / f"lr{lr:g}" / f"seed{seed}"
 
 
+def _task_run(task: str, plan: ComparePlan) -> tuple[list[str], dict[str, Any]]:
+    """The configs and the plan's overrides of one downstream task's fine-tuning."""
+    if task == "grading":
+        return ["common.json", "finetune_cls.json"], {
+            "image_size": plan.cls_image_size, "crop_size": plan.cls_crop_size,
+            "finetune_batch_size": plan.finetune_batch_size, "finetune_epochs": plan.finetune_epochs,
+        }  # fmt: skip
+    return ["common.json", "finetune_seg.json"], {
+        "seg_task": task, "image_size": plan.seg_image_size, "finetune_batch_size": plan.seg_batch_size,
+        "finetune_epochs": plan.seg_epochs,
+    }  # fmt: skip
+
+
 def _finetune(
     runner: _Runner, method: MethodSpec, encoder: str | None, task: str, fraction: float, lr: float, seed: int,
     plan: ComparePlan, common: Mapping[str, Any],
 ) -> None:  # fmt: skip
     run_dir = _finetune_dir(runner.out_dir, task, method, fraction, lr, seed)
+    configs, task_overrides = _task_run(task, plan)
     overrides = {
         **common, "output_dir": str(runner.out_dir / "runs"), "finetune_dir": str(run_dir), "seed": seed,
         "init": method.spec, "init_weights": encoder, "label_fraction": fraction, "finetune_lr": lr,
-        **method.finetune_overrides,
+        **method.finetune_overrides, **task_overrides,
     }  # fmt: skip
     what = f"fine-tune {task} from {method.spec}, fraction {fraction:g}, lr {lr:g}, seed {seed}"
     done = (run_dir / "test_metrics.json").is_file()
-    if task == "grading":
-        configs = ["common.json", "finetune_cls.json"]
-        overrides |= {
-            "image_size": plan.cls_image_size, "crop_size": plan.cls_crop_size,
-            "finetune_batch_size": plan.finetune_batch_size, "finetune_epochs": plan.finetune_epochs,
-        }  # fmt: skip
-    else:
-        configs = ["common.json", "finetune_seg.json"]
-        overrides |= {
-            "seg_task": task, "image_size": plan.seg_image_size, "finetune_batch_size": plan.seg_batch_size,
-            "finetune_epochs": plan.seg_epochs,
-        }  # fmt: skip
     runner.step(what, done, configs, "train", what, **overrides)
+
+
+def trivial_score(bundle: Path, task: str, seed: int, plan: ComparePlan, common: Mapping[str, Any]) -> float:
+    """The test score of the predictor that sees no image, on seed ``seed``'s test split of ``task``.
+
+    Classification predicts the training split's most frequent label combination, segmentation all
+    background (F1 0; AUC-PR the positive-pixel rate). The split, transforms and metric are the
+    fine-tuning config's own, so the number pairs with the fine-tuned test scores of the same seed.
+    """
+    from monai.bundle import ConfigParser
+
+    from camcontrast_monai.engines import majority_logits, trivial_test_score
+
+    configs, task_overrides = _task_run(task, plan)
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / name) for name in configs])
+    parser.update({"bundle_root": str(bundle), **common, **task_overrides, "seed": seed, "label_fraction": 1.0})
+    if task in CLASSIFICATION_TASKS:
+        train = parser.get_parsed_content("splits")["train"]
+        logits = majority_logits([entry["label"] for entry in train], parser.get_parsed_content("head_sizes"))
+        predict = lambda label: logits[None]  # noqa: E731
+    else:
+        predict = torch.zeros_like
+    return trivial_test_score(parser.get_parsed_content("test#metric"), parser.get_parsed_content("test#dataset"), predict)
+
+
+def _trivial_scores(runner: _Runner, grid: _Grid, plan: ComparePlan, common: Mapping[str, Any]) -> dict[str, list[float]]:
+    """:func:`trivial_score` of every task and seed (in seed order), each computed once and kept in ``runs/trivial``."""
+    scores: dict[str, list[float]] = {}
+    for task in grid.tasks:
+        for seed in grid.seeds:
+            path = runner.out_dir / "runs" / "trivial" / task / f"seed{seed}.json"
+            if not path.is_file():
+                if runner.report_only:
+                    scores.setdefault(task, []).append(math.nan)
+                    continue
+                write_json({"score": trivial_score(runner.bundle, task, seed, plan, common)}, path)
+            scores.setdefault(task, []).append(float(json.loads(path.read_text())["score"]))
+    return scores
 
 
 def _best_validation(run_dir: Path, task: str) -> float:
@@ -447,12 +497,16 @@ def _embedding_maps(out_dir: Path, methods: Sequence[MethodSpec], plan: CompareP
 def _write_report(
     out_dir: Path, rows: Sequence[Mapping[str, Any]], plan: ComparePlan, grid: _Grid, command: str,
     commands: list[dict[str, str]], seconds: float, embedding_map: Path | None, shared_pretraining: bool,
-    probes: Mapping[str, Any] | None = None,
+    probes: Mapping[str, Any] | None = None, power: Sequence[Mapping[str, Any]] = (),
 ) -> Path:  # fmt: skip
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
     figures = _save_figures(report, rows, grid)
-    write_json({"plan": dataclasses.asdict(plan), "seeds": list(grid.seeds), "rows": list(rows), "probes": probes, "seconds": seconds, "command": command}, report / "results.json")
+    paired = paired_differences(rows, grid)
+    write_json({
+        "plan": dataclasses.asdict(plan), "seeds": list(grid.seeds), "rows": list(rows), "power": list(power),
+        "paired": paired, "probes": probes, "seconds": seconds, "command": command,
+    }, report / "results.json")  # fmt: skip
     (report / "commands.md").write_text(
         "# Commands behind every number\n\nEach line runs one step exactly as `camcontrast bench compare` ran it "
         "(configs from the snapshot in `bundle/`).\n\n" + "\n".join(f"- {c['run']}:\n  `{c['command']}`" for c in commands) + "\n"
@@ -469,11 +523,13 @@ def _write_report(
         "",
         _setup_paragraph(plan, grid, shared_pretraining),
         "",
+        *_power_section(power),
         *_probe_lines(probes, report, grid.methods),
         "## Fine-tuned test scores",
         "",
         markdown_table(_score_table(rows, grid)),
         *[f"![{name}]({name})\n" for name in figures],
+        *_paired_section(paired),
         "## Learning-rate selection and per-seed scores",
         "",
         markdown_table(detail) if detail else "(no finished cell yet)\n",
@@ -549,6 +605,38 @@ def _setup_paragraph(plan: ComparePlan, grid: _Grid, shared_pretraining: bool) -
     )
 
 
+def _power_section(power: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not power:
+        return []
+    failing = [row["task"] for row in power if row["learnable"] != "yes"]
+    return [
+        "## Power check: is each task learnable in this budget?",
+        "",
+        f"Random initialisation fine-tuned with {POWER_FRACTION:.0%} of the training labels against the predictor that "
+        "sees no image (the training split's most frequent label combination; all background for segmentation), on "
+        f"the same test splits. A task counts as learnable when random init beats it by {POWER_MARGIN} or more on "
+        "average over seeds and the paired 95 % bootstrap interval of the difference excludes zero.",
+        "",
+        markdown_table(list(power)),
+        f"**Not learnable in this budget: {', '.join(failing)}.** Its method comparison below cannot separate methods "
+        "and is no evidence either way." if failing else "Every task passes.",
+        "",
+    ]
+
+
+def _paired_section(paired: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not paired:
+        return []
+    return [
+        "## Paired differences of the fine-tuned test scores",
+        "",
+        "Each method sees the same split and label subset for a given seed, so the differences pair up by seed; "
+        "the interval is a percentile bootstrap of the mean difference over seeds (95 %).",
+        "",
+        markdown_table(list(paired)),
+    ]
+
+
 def _embedding_section(embedding_map: Path | None) -> list[str]:
     if embedding_map is None:
         return []
@@ -616,10 +704,12 @@ def run_compare(
     encoders = _pretrain_and_finetune(runner, grid, plan, common, shared_pretraining)
     probes = _probe_methods(out_dir, runner.bundle, grid.methods, encoders, plan, common, report_only)
     rows = select_and_summarise(out_dir, grid.methods, grid.tasks, grid.fractions, grid.seeds, plan.lr_grid)
+    power_rows = select_and_summarise(out_dir, [POWER_METHOD], grid.tasks, [POWER_FRACTION], grid.seeds, plan.lr_grid)
+    power = power_check(power_rows, _trivial_scores(runner, grid, plan, common))
     picture = _embedding_maps(out_dir, grid.methods, plan, grid.seeds[0], common) if embedding_map else None
     report = _write_report(
         out_dir, rows, plan, grid, command, runner.commands, time.perf_counter() - runner.started, picture,
-        shared_pretraining, probes,
+        shared_pretraining, probes, power,
     )  # fmt: skip
     print(f"report written to {report / 'README.md'}", flush=True)
     return report
@@ -663,8 +753,9 @@ def _step_count(grid: _Grid, plan: ComparePlan, shared_pretraining: bool) -> int
     """How many bundle runs the grid needs (CAMContrast pretrains in 3: stage 1, heatmaps, stage 2)."""
     pretrain_steps = sum(3 if m.kind == "camcontrast" else 0 if m.kind == "random" else 1 for m in grid.methods)
     finetune_steps = len(grid.methods) * sum(len(plan.lr_grid[t]) for t in grid.tasks) * len(grid.fractions)
+    power_steps = sum(len(plan.lr_grid[t]) for t in grid.tasks) if _needs_power_runs(grid) else 0
     pretrainings = 1 if shared_pretraining else len(grid.seeds)
-    return pretrainings * pretrain_steps + len(grid.seeds) * finetune_steps
+    return pretrainings * pretrain_steps + len(grid.seeds) * (finetune_steps + power_steps)
 
 
 def _pretrain_and_finetune(
@@ -673,6 +764,7 @@ def _pretrain_and_finetune(
     """Every pretraining and fine-tuning run of the grid (each skipped if done); the encoder path of each
     ``(method spec, pretraining seed)``."""
     encoders: dict[tuple[str, int], str | None] = {}
+    power_runs = _needs_power_runs(grid)
     for seed in grid.seeds:
         pretrain_seed = grid.seeds[0] if shared_pretraining else seed
         for method in grid.methods:
@@ -683,4 +775,63 @@ def _pretrain_and_finetune(
                 for fraction in grid.fractions:
                     for lr in plan.lr_grid[task]:
                         _finetune(runner, method, encoder, task, fraction, lr, seed, plan, common)
+        for task in grid.tasks if power_runs else ():
+            for lr in plan.lr_grid[task]:
+                _finetune(runner, POWER_METHOD, None, task, POWER_FRACTION, lr, seed, plan, common)
     return encoders
+
+
+def _needs_power_runs(grid: _Grid) -> bool:
+    """Whether the power check needs runs of its own: random init at ``POWER_FRACTION`` is not in the grid."""
+    return not (any(m.spec == POWER_METHOD.spec for m in grid.methods) and POWER_FRACTION in grid.fractions)
+
+
+def power_check(power_rows: Sequence[Mapping[str, Any]], trivial: Mapping[str, Sequence[float]]) -> list[dict[str, Any]]:
+    """Per task: the trivial predictor's test score, random init's with every label, and their paired
+    difference over seeds; ``learnable`` where the mean difference reaches ``POWER_MARGIN`` and its
+    interval excludes zero."""
+    from camcontrast_monai.metrics import paired_difference
+
+    table = []
+    for row in power_rows:
+        baseline = np.asarray(trivial[row["task"]], dtype=float)
+        difference = paired_difference(np.asarray(row["test_scores"], dtype=float), baseline)
+        table.append({
+            "task": row["task"], "metric": TASK_METRICS[row["task"]], "trivial predictor": float(np.nanmean(baseline)),
+            f"random init, {POWER_FRACTION:.0%} labels": (row["mean"], row["std"]),
+            "random - trivial [95% interval]": str(difference),
+            "learnable": "yes" if difference.mean >= POWER_MARGIN and difference.low > 0 else "NO",
+        })  # fmt: skip
+    return table
+
+
+def paired_differences(rows: Sequence[Mapping[str, Any]], grid: _Grid) -> list[dict[str, Any]]:
+    """CAMContrast (the first CAMContrast spec of the grid) minus every other method, per task and fraction:
+    the mean difference of the test scores over the shared seeds with its paired 95 % bootstrap interval."""
+    from camcontrast_monai.metrics import paired_difference
+
+    reference = next((m.spec for m in grid.methods if m.kind == "camcontrast"), None)
+    lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
+    table = []
+    for task in grid.tasks:
+        for fraction in grid.fractions:
+            ours = lookup.get((reference, task, fraction))
+            for method in grid.methods:
+                theirs = lookup.get((method.spec, task, fraction))
+                if ours is None or theirs is None or method.spec == reference:
+                    continue
+                difference = paired_difference(np.asarray(ours["test_scores"]), np.asarray(theirs["test_scores"]))
+                table.append({
+                    "task": task, "fraction": fraction, f"{reference} minus": method.spec,
+                    "difference [95% interval]": str(difference), "seeds": difference.n,
+                    "verdict": _verdict(difference),
+                })  # fmt: skip
+    return table
+
+
+def _verdict(difference: Any) -> str:
+    if math.isnan(difference.low):
+        return "too few seeds"
+    if not difference.excludes_zero:
+        return "no difference shown"
+    return "better" if difference.mean > 0 else "worse"

@@ -10,7 +10,7 @@ from camcontrast_monai.engines.distributed import (
     gather_with_grad,
 )
 from camcontrast_monai.engines.embeddings import EmbeddingWriter
-from camcontrast_monai.engines.evaluation import evaluate_best_model
+from camcontrast_monai.engines.evaluation import evaluate_best_model, majority_logits, trivial_test_score
 from camcontrast_monai.engines.handlers import (
     EncoderSnapshots,
     EpochSeeding,
@@ -61,10 +61,12 @@ __all__ = [
     "generate_heatmaps",
     "heatmap_id",
     "latest_checkpoint",
+    "majority_logits",
     "named_optimizer",
     "stage1_additional_metrics",
     "stage1_loss",
     "stage1_loss_keys",
     "stage1_metrics",
     "stage1_postprocessing",
+    "trivial_test_score",
 ]

@@ -1,14 +1,18 @@
-"""Final test evaluation of a fine-tuned model: best validation checkpoint -> test metrics JSON."""
+"""Final test evaluation of a fine-tuned model: best validation checkpoint -> test metrics JSON; and the test
+score of the trivial predictor, which sees no image, for the power check of a downstream task."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 import torch.distributed as dist
 from monai.engines import Evaluator
+from monai.handlers import IgniteMetricHandler
 
 from camcontrast_monai.engines.distributed import (
     broadcast_module_state,
@@ -17,7 +21,7 @@ from camcontrast_monai.engines.distributed import (
 )
 from camcontrast_monai.utils.io import load_weights, write_json
 
-__all__ = ["evaluate_best_model"]
+__all__ = ["evaluate_best_model", "majority_logits", "trivial_test_score"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,3 +69,39 @@ def evaluate_best_model(
         write_json(result, output_path)
         logger.info("test metrics %s written to %s", result["metrics"], output_path)
     return result
+
+
+def majority_logits(train_labels: Sequence[Sequence[int]] | np.ndarray, head_sizes: Sequence[int]) -> torch.Tensor:
+    """Logits ``(sum(head_sizes),)`` that predict the most frequent label combination of the training set.
+
+    For a multi-head task (IDRiD grading: DR grade and DME risk) the most frequent *pair* is the best
+    constant prediction of joint accuracy; the most frequent class of each head alone may form a pair that
+    is rarer. Ties go to the combination that sorts first.
+    """
+    labels = np.asarray(train_labels, dtype=int).reshape(len(train_labels), -1)
+    if labels.shape[1] != len(head_sizes) or len(labels) == 0:
+        raise ValueError(f"train labels must be (N, {len(head_sizes)}) with N > 0, got {labels.shape}")
+    combinations, counts = np.unique(labels, axis=0, return_counts=True)
+    majority = combinations[counts.argmax()]
+    logits = torch.zeros(sum(head_sizes))
+    offsets = np.cumsum([0, *head_sizes[:-1]])
+    logits[offsets + majority] = 1.0
+    return logits
+
+
+def trivial_test_score(
+    metric: IgniteMetricHandler, samples: Iterable[Mapping[str, Any]], predict: Callable[[torch.Tensor], torch.Tensor]
+) -> float:
+    """The score that ``metric`` gives a predictor that sees no image, on ``samples`` (each with a ``label``).
+
+    ``predict`` maps a batch of one label to the constant prediction, e.g. ``torch.zeros_like`` (all
+    background for segmentation) or a function returning :func:`majority_logits`. The same metric code
+    scores the fine-tuned models, so a downstream task is learnable in its budget only where random
+    initialisation beats this number.
+    """
+    metric_fn = metric.metric_fn
+    metric_fn.reset()
+    for sample in samples:
+        label = torch.as_tensor(np.asarray(sample["label"]))[None]
+        metric_fn(y_pred=predict(label), y=label)
+    return float(metric_fn.aggregate())
