@@ -42,6 +42,7 @@ COMPOSED = {
     "pretrain.json": ("pretrain.json", ALL),
     "finetune_cls.json": ("finetune.json", ALL),
     "finetune_seg.json": ("finetune.json", TWO_D),
+    "finetune_glaucoma.json": ("finetune.json", ("camcontrast_fundus",)),
 }
 # an @ reference's top-level id: "@load_image", "@train#trainer" -> "train"
 REFERENCE = re.compile(r"@(\w+)")

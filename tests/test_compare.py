@@ -83,15 +83,17 @@ def test_power_check_and_paired_differences_by_hand():
 
 def test_runner_on_a_tiny_grid_writes_a_report_and_resumes(tmp_path, capsys):
     grid = {
-        "out": str(tmp_path), "methods": "random,supce-crop", "tasks": "grading", "fractions": "1.0", "seeds": "0,1",
+        "out": str(tmp_path), "methods": "random,supce-crop", "tasks": "grading,glaucoma", "fractions": "1.0", "seeds": "0,1",
         "preset": "tiny", "num_workers": 0, "shared_pretraining": True,
     }  # fmt: skip
     report = run_compare(**grid)
     first = capsys.readouterr().out
-    assert first.count("fine-tune grading") == 4  # 2 methods x 1 lr x 2 seeds
+    assert first.count("fine-tune grading") == first.count("fine-tune glaucoma") == 4  # 2 methods x 1 lr x 2 seeds
     assert "pretrain supce-crop seed 0" in first and "pretrain supce-crop seed 1" not in first  # pretrained once
     results = json.loads((report / "results.json").read_text())
-    assert [(r["method"], len(r["test_scores"])) for r in results["rows"]] == [("random", 2), ("supce-crop", 2)]
+    assert [(r["method"], r["task"], len(r["test_scores"])) for r in results["rows"]] == [
+        ("random", "grading", 2), ("supce-crop", "grading", 2), ("random", "glaucoma", 2), ("supce-crop", "glaucoma", 2),
+    ]  # fmt: skip
     # the power check reuses random init at 100 % labels; its trivial score is the training split's most
     # frequent (DR, DME) pair, scored on the same test split
     from camcontrast_monai.data import downstream_splits, read_idrid_grading
@@ -104,8 +106,18 @@ def test_runner_on_a_tiny_grid_writes_a_report_and_resumes(tmp_path, capsys):
         pairs = [tuple(e["label"]) for e in splits["train"]]
         majority = max(sorted(set(pairs)), key=pairs.count)
         expected.append(sum(tuple(e["label"]) == majority for e in splits["test"]) / len(splits["test"]))
-    (power,) = results["power"]
-    assert power["task"] == "grading" and power["trivial predictor"] == pytest.approx(sum(expected) / 2)
+    # glaucoma: the best constant on the training split's F1 is "all glaucoma", so the test F1 is 2P / (N + P)
+    from camcontrast_monai.data import read_refuge_glaucoma
+
+    glaucoma = [{**e, "label": (e["label"],)} for e in read_refuge_glaucoma(str(tmp_path / "data" / "refuge" / "Training400"))]
+    expected_f1 = []
+    for seed in (0, 1):
+        test = downstream_splits(glaucoma, seed=seed)["test"]
+        positives = sum(e["label"][0] for e in test)
+        expected_f1.append(2 * positives / (len(test) + positives))
+    grading_power, glaucoma_power = results["power"]
+    assert grading_power["task"] == "grading" and grading_power["trivial predictor"] == pytest.approx(sum(expected) / 2)
+    assert glaucoma_power["task"] == "glaucoma" and glaucoma_power["trivial predictor"] == pytest.approx(sum(expected_f1) / 2)
     assert "## Power check" in (report / "README.md").read_text()
     text = (report / "README.md").read_text()
     assert "| random |" in text and "| supce-crop |" in text and "Pretraining was shared" in text and "±" in text
@@ -116,19 +128,19 @@ def test_runner_on_a_tiny_grid_writes_a_report_and_resumes(tmp_path, capsys):
     assert len(probes["results"]["DR grade"]["linear"]["supce-crop"]) == 20
     assert "With a linear probe of frozen features, supce-crop is" in text and (report / "probes.png").is_file()
     commands = (report / "commands.md").read_text()
-    assert commands.count("python -m monai.bundle run") == 5 and "pretrain_supce.json" in commands
+    assert commands.count("python -m monai.bundle run") == 9 and "pretrain_supce.json" in commands
     metrics = sorted((tmp_path / "runs" / "finetune").rglob("test_metrics.json"))
-    assert len(metrics) == 4
+    assert len(metrics) == 8
     stamps = [path.stat().st_mtime_ns for path in metrics]
 
     run_compare(**grid, embedding_map=False)
     second = capsys.readouterr().out
-    assert second.count("done earlier, skipped") == 5 and "resuming with the config snapshot" in second
+    assert second.count("done earlier, skipped") == 9 and "resuming with the config snapshot" in second
     assert [path.stat().st_mtime_ns for path in metrics] == stamps
     # report only: a third seed is listed as not run, and no cell is complete without it
     run_compare(**{**grid, "seeds": "0,1,2"}, embedding_map=False, report_only=True)
     third = capsys.readouterr().out
-    assert third.count("not run yet") == 2 and [p.stat().st_mtime_ns for p in metrics] == stamps
-    assert "0 of 2 method/task/fraction cells finished" in (report / "README.md").read_text()
+    assert third.count("not run yet") == 4 and [p.stat().st_mtime_ns for p in metrics] == stamps
+    assert "0 of 4 method/task/fraction cells finished" in (report / "README.md").read_text()
     with pytest.raises(ValueError, match="other sizes or data"):
-        run_compare(**{**grid, "preset": "default"})
+        run_compare(**{**grid, "tasks": "grading", "preset": "default"})

@@ -233,20 +233,27 @@ def test_no_loss_scaler_off_cuda_or_without_float16():
 def test_trivial_predictor_scores_by_hand():
     import numpy as np
 
-    from camcontrast_monai.engines import majority_logits, trivial_test_score
+    from camcontrast_monai.engines import label_combination_logits, trivial_test_score
     from camcontrast_monai.metrics import JointAccuracy, segmentation_metric
 
     # (DR, DME) pairs: (2, 1) is the most frequent pair; the per-head majorities would give (0, 1)
     train = [[0, 1], [2, 1], [2, 1], [0, 0], [0, 2]]
-    logits = majority_logits(train, [5, 3])
-    assert logits.tolist() == [0, 0, 1, 0, 0, 0, 1, 0]
+    candidates = label_combination_logits(train, [5, 3])
+    assert [c.nonzero().flatten().tolist() for c in candidates] == [[2, 6], [0, 5], [0, 6], [0, 7]]
+    constants = [lambda label, c=c: c[None] for c in candidates]
+    train_samples = [{"label": np.array(pair)} for pair in train]
     test = [{"label": np.array(pair)} for pair in ([2, 1], [2, 0], [2, 1], [0, 1])]
-    assert trivial_test_score(JointAccuracy([5, 3]), test, lambda label: logits[None]) == pytest.approx(0.5)
-    # all background: AUC-PR is the positive-pixel rate (4 + 2 of 2 x 64 pixels), F1 is zero
+    assert trivial_test_score(JointAccuracy([5, 3]), train_samples, test, constants) == pytest.approx(0.5)
+    # segmentation: all foreground beats all background on the training masks' F1 (2p / (1 + p), p = 1/2), and
+    # scores 2 * 6/128 / (1 + 6/128) on the test masks; every constant has AUC-PR = positive-pixel rate
     first, second = torch.zeros(1, 8, 8), torch.zeros(1, 8, 8)
     first[0, :2, :2], second[0, 0, :2] = 1, 1
     masks = [{"label": first}, {"label": second}]
-    assert trivial_test_score(segmentation_metric("auc_pr"), masks, torch.zeros_like) == pytest.approx(6 / 128)
-    assert trivial_test_score(segmentation_metric("f1"), masks, torch.zeros_like) == 0.0
+    half = torch.zeros(1, 8, 8)
+    half[0, :4] = 1
+    both = [torch.zeros_like, torch.ones_like]
+    rate = 6 / 128
+    assert trivial_test_score(segmentation_metric("f1"), [{"label": half}], masks, both) == pytest.approx(2 * rate / (1 + rate))
+    assert trivial_test_score(segmentation_metric("auc_pr"), [{"label": half}], masks, both) == pytest.approx(rate)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
-        majority_logits([[1, 2, 3]], [5, 3])
+        label_combination_logits([[1, 2, 3]], [5, 3])

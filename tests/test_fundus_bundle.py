@@ -9,7 +9,7 @@ import torch
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
 from camcontrast_monai.networks import CAMClassifier, pretrained_unet
-from camcontrast_monai.synthetic import write_fundus_dataset
+from camcontrast_monai.synthetic import write_fundus_dataset, write_refuge_dataset
 
 BUNDLE = bundle_path()
 IMAGE_SIZE, WIDTH = 64, 2
@@ -89,6 +89,19 @@ def test_finetune_grading_from_the_pretrained_encoder(pipeline):
     assert result["init"] == "camcontrast" and result["n_train"] + result["n_val"] + result["n_test"] == 15
     assert 0.0 <= result["metrics"]["test_joint_accuracy"] <= 1.0
     assert len(result["per_head"]) == 2
+
+
+def test_finetune_glaucoma_reads_refuge_folders_and_scores_f1(pipeline, tmp_path):
+    write_refuge_dataset(tmp_path / "refuge", n=40, seed=1, image_size=IMAGE_SIZE)
+    out = tmp_path / "glaucoma"
+    run_bundle(
+        BUNDLE, ["common.json", "finetune_glaucoma.json"], "train", **{**pipeline["common"], "dataset_dir": str(tmp_path)},
+        init="camcontrast", finetune_epochs=2, finetune_batch_size=4, crop_size=48, finetune_dir=str(out),
+    )  # fmt: skip
+    result = json.loads((out / "test_metrics.json").read_text())
+    assert result["task"] == "glaucoma" and result["n_train"] + result["n_val"] + result["n_test"] == 40
+    assert set(result["metrics"]) == {"test_f1"} and 0.0 <= result["metrics"]["test_f1"] <= 1.0
+    assert [epoch for epoch, _ in json.loads((out / "val_history.json").read_text())["val_f1"]] == [1, 2]
 
 
 @pytest.mark.parametrize("seg_task,classes", [("lesions", 4), ("vessels", 1)])

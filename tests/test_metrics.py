@@ -237,3 +237,17 @@ def test_mean_f1_metric_pools_images_and_leaves_a_class_absent_everywhere_out():
     metric(y_pred=second[0], y=second[1])
     assert metric.aggregate() == pytest.approx(0.5)
     assert metric.per_class[0] == pytest.approx(0.5) and math.isnan(metric.per_class[1])
+
+
+def test_class_f1_scores_the_glaucoma_class_by_hand():
+    from camcontrast_monai.metrics import ClassF1
+
+    metric = ClassF1().metric_fn
+    # predicted classes 1, 0, 1, 1 against 1, 1, 0, 1: TP 2, FP 1, FN 1 -> 2*2 / (2*2 + 1 + 1)
+    metric(y_pred=torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.0, 1.0], [-1.0, 3.0]]), y=torch.tensor([[1], [1], [0], [1]]))
+    assert metric.aggregate() == pytest.approx(4 / 6)
+    metric.reset()
+    metric(y_pred=torch.tensor([[1.0, 0.0]]), y=torch.tensor([0]))
+    assert math.isnan(metric.aggregate())  # glaucoma neither present nor predicted
+    with pytest.raises(ValueError, match="logits"):
+        metric(y_pred=torch.zeros(2, 1), y=torch.zeros(2))

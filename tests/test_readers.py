@@ -487,3 +487,42 @@ def test_split_by_patient_is_seeded():
 def test_split_by_patient_rejects_bad_fractions():
     with pytest.raises(ValueError, match="positive"):
         split_by_patient(_patients_datalist(), fractions=(1.0, 0.0))
+
+
+def _jpeg(path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (20, 20), (120, 40, 20)).save(path, format="JPEG")
+
+
+def test_refuge_training400_layout_labels_by_folder(tmp_path):
+    from camcontrast_monai.data import read_refuge_glaucoma
+
+    root = tmp_path / "REFUGE-Training400" / "Training400"
+    for name in ("Glaucoma/g0001.jpg", "Glaucoma/g0002.jpg", "Non-Glaucoma/n0001.jpg", "Non-Glaucoma/notes.txt"):
+        _jpeg(root / name) if name.endswith(".jpg") else (root / name).write_text("not a photograph")
+    entries = read_refuge_glaucoma(root)
+    assert [(Path(e["image"]).name, e["label"], e["patient_id"]) for e in entries] == [
+        ("g0001.jpg", 1, "g0001"), ("g0002.jpg", 1, "g0002"), ("n0001.jpg", 0, "n0001"),
+    ]  # fmt: skip
+    assert all(Path(e["image"]).is_absolute() for e in entries)
+    with pytest.raises(FileNotFoundError, match="Non-Glaucoma"):
+        read_refuge_glaucoma(tmp_path)
+
+
+def test_refuge_validation_sheet_names_rows(tmp_path):
+    from camcontrast_monai.data import read_refuge_glaucoma
+
+    for name in ("V0001.jpg", "V0002.jpg"):
+        _jpeg(tmp_path / "images" / name)
+    sheet = tmp_path / "Glaucoma_label_and_Fovea_location.csv"
+    sheet.write_text("ID,ImgName,Fovea_X,Fovea_Y,Glaucoma Label\n1,V0002.jpg,1000,1000,1\n2,V0001.jpg,990,1010,0\n")
+    entries = read_refuge_glaucoma(tmp_path / "images", sheet)
+    assert [(Path(e["image"]).name, e["label"]) for e in entries] == [("V0001.jpg", 0), ("V0002.jpg", 1)]
+    sheet.write_text("ID,ImgName,Fovea_X,Fovea_Y,Glaucoma Label\n1,V0002.jpg,1000,1000,2\n")
+    with pytest.raises(ValueError, match=r"row 2.*'Glaucoma Label' is '2'"):
+        read_refuge_glaucoma(tmp_path / "images", sheet)
+    sheet.write_text("ID,ImgName,Fovea_X,Fovea_Y,Glaucoma Label\n1,V0003.jpg,1000,1000,1\n")
+    with pytest.raises(FileNotFoundError, match="row 2: .*V0003.jpg"):
+        read_refuge_glaucoma(tmp_path / "images", sheet)

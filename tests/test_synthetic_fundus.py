@@ -486,3 +486,34 @@ def test_smallest_and_largest_sizes_keep_every_lesion_type(size):
         assert sample.masks[kind].any()
     near_macula = _distance_from(sample, sample.macula_center) <= sample.disc_diameter
     assert (sample.masks["EX"] & near_macula).any()
+
+
+def test_a_given_cup_to_disc_ratio_changes_only_the_cup():
+    drawn, large = generate_fundus(5, 128), generate_fundus(5, 128, cup_to_disc=0.75)
+    assert 0.3 <= drawn.cup_to_disc < 0.5 and large.cup_to_disc == pytest.approx(0.75)
+    assert large.masks["OC"].sum() > 1.8 * drawn.masks["OC"].sum()
+    np.testing.assert_array_equal(large.masks["OD"], drawn.masks["OD"])
+    np.testing.assert_array_equal(large.masks["vessels"], drawn.masks["vessels"])
+    changed = np.any(large.image != drawn.image, axis=-1)
+    assert changed.any() and (changed & ~large.masks["OD"]).sum() <= 0.2 * changed.sum()  # the cup is inside the disc
+    with pytest.raises(ValueError, match="cup_to_disc"):
+        generate_fundus(5, 128, cup_to_disc=0.9)
+
+
+def test_refuge_writer_labels_follow_the_cup_to_disc_ratio(tmp_path):
+    from camcontrast_monai.data import read_refuge_glaucoma
+    from camcontrast_monai.synthetic import GLAUCOMA_CUP_TO_DISC, write_refuge_dataset
+
+    manifest = write_refuge_dataset(tmp_path, n=12, seed=3, image_size=64)
+    assert manifest["class_counts"] == {"Glaucoma": 3, "Non-Glaucoma": 9}
+    by_file = {Path(r["image"]).name: r for r in manifest["images"]}
+    entries = read_refuge_glaucoma(tmp_path / "Training400")
+    assert len(entries) == 12
+    for entry in entries:
+        record = by_file[Path(entry["image"]).name]
+        assert entry["label"] == record["label"] == int(record["cup_to_disc"] >= GLAUCOMA_CUP_TO_DISC)
+        assert Image.open(entry["image"]).format == "JPEG" and Image.open(entry["image"]).size == (64, 64)
+    # photograph i's cup-to-disc draw does not depend on n: where both sets give it the same class, it is the same
+    again = write_refuge_dataset(tmp_path / "larger", n=13, seed=3, image_size=64)
+    same_class = [(a, b) for a, b in zip(manifest["images"], again["images"][:12], strict=True) if a["label"] == b["label"]]
+    assert len(same_class) >= 6 and all(a["cup_to_disc"] == b["cup_to_disc"] for a, b in same_class)

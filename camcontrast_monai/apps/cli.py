@@ -88,6 +88,21 @@ class Synth:
         counts = manifest["class_counts"]
         return f"wrote {n} images to {out} ({counts})"
 
+    def refuge(self, out: str, n: int = 200, seed: int = 0, image_size: int = 256, glaucoma_ratio: float = 0.25) -> str:
+        """Fundus photographs for glaucoma classification in REFUGE's Training400 layout (label: cup-to-disc ratio >= 0.6).
+
+        Args:
+            out: output folder (created): Training400/Glaucoma/g*.jpg, Training400/Non-Glaucoma/n*.jpg, manifest.json.
+            n: number of photographs (one per patient).
+            seed: the same seed gives byte-identical files.
+            image_size: square image side in pixels.
+            glaucoma_ratio: fraction of glaucomatous photographs (REFUGE's own is 0.1).
+        """
+        from camcontrast_monai.synthetic.refuge import write_refuge_dataset
+
+        manifest = write_refuge_dataset(Path(out), n=n, seed=seed, image_size=image_size, glaucoma_ratio=glaucoma_ratio)
+        return f"wrote {n} images to {out} ({manifest['class_counts']})"
+
     def mri(self, out: str, n: int = 60, seed: int = 0, max_sessions: int = 2) -> str:
         """T1-weighted brain MRI (CN / MCI / AD, 80x96x80 NIfTI) in a Clinica layout with a ClinicaDL labels.tsv.
 

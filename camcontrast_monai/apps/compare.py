@@ -69,8 +69,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "crops_five": {"crop_strategy": "five"},
 }
 FINETUNE_KEYS = ("encoder_name", "width")  # method overrides that fine-tuning needs too
-VAL_KEYS = {"grading": "val_joint_accuracy"}  # segmentation tasks log "val_score"
-CLASSIFICATION_TASKS = ("grading",)
+VAL_KEYS = {"grading": "val_joint_accuracy", "glaucoma": "val_f1"}  # segmentation tasks log "val_score"
+CLASSIFICATION_TASKS = ("grading", "glaucoma")
 # The power check: random initialisation fine-tuned with every label must beat the trivial predictor by
 # POWER_MARGIN (absolute score) on average over seeds, with a paired 95 % interval that excludes zero;
 # a task that fails it cannot separate pretraining methods in this budget.
@@ -87,6 +87,7 @@ class ComparePlan(FundusSizes):
     seg_batch_size: int
     lr_grid: Mapping[str, tuple[float, ...]]
     map_images: int
+    n_refuge: int
 
 
 # "default": sized for about 40 minutes of an idle 2-core CPU (an hour or more when it is shared) with
@@ -99,13 +100,14 @@ PLANS = {
         stage1_epochs=10, stage1_batch_size=16, pretrain_epochs=5, pretrain_batch_size=40, pretrain_lr=0.003,
         cls_image_size=96, cls_crop_size=80, seg_image_size=64, finetune_epochs=15, seg_epochs=12,
         finetune_batch_size=8, seg_batch_size=5, lr_grid={"grading": (1e-3, 3e-3), "lesions": (3e-4, 1e-3)},
-        map_images=60,
+        map_images=60, n_refuge=0,
     ),
     "tiny": ComparePlan(
         n_pretrain=16, n_downstream=15, image_size=32, width=4,
         stage1_epochs=1, stage1_batch_size=8, pretrain_epochs=1, pretrain_batch_size=8, pretrain_lr=0.003,
         cls_image_size=32, cls_crop_size=32, seg_image_size=32, finetune_epochs=1, seg_epochs=1, finetune_batch_size=4,
-        seg_batch_size=4, lr_grid={"grading": (1e-3,), "lesions": (1e-3,)}, map_images=6,
+        seg_batch_size=4, lr_grid={"grading": (1e-3,), "glaucoma": (1e-3,), "lesions": (1e-3,)}, map_images=6,
+        n_refuge=16,
     ),
 }  # fmt: skip
 
@@ -251,7 +253,7 @@ def _check_plan(out_dir: Path, preset: str, plan: ComparePlan, dataset_dir: str 
 
 
 def _write_data(data_dir: Path, plan: ComparePlan) -> None:
-    from camcontrast_monai.synthetic.fundus import write_fundus_dataset
+    from camcontrast_monai.synthetic import write_fundus_dataset, write_refuge_dataset
 
     marker = data_dir / "complete.json"
     if marker.is_file():
@@ -259,7 +261,10 @@ def _write_data(data_dir: Path, plan: ComparePlan) -> None:
     print(f"synthetic fundus data: {plan.n_pretrain} pretraining + {plan.n_downstream} downstream images", flush=True)
     write_fundus_dataset(data_dir / "pretrain", n=plan.n_pretrain, seed=0, image_size=plan.image_size * 2)
     write_fundus_dataset(data_dir / "downstream", n=plan.n_downstream, seed=1000, image_size=plan.image_size * 2)
-    write_json({"n_pretrain": plan.n_pretrain, "n_downstream": plan.n_downstream}, marker)
+    if plan.n_refuge:
+        print(f"synthetic REFUGE-like glaucoma data: {plan.n_refuge} images", flush=True)
+        write_refuge_dataset(data_dir / "refuge", n=plan.n_refuge, seed=2000, image_size=plan.image_size * 2)
+    write_json({"n_pretrain": plan.n_pretrain, "n_downstream": plan.n_downstream, "n_refuge": plan.n_refuge}, marker)
 
 
 def _pretrain(runner: _Runner, method: MethodSpec, seed: int, plan: ComparePlan, common: Mapping[str, Any]) -> str | None:
@@ -298,8 +303,9 @@ def _finetune_dir(out_dir: Path, task: str, method: MethodSpec, fraction: float,
 
 def _task_run(task: str, plan: ComparePlan) -> tuple[list[str], dict[str, Any]]:
     """The configs and the plan's overrides of one downstream task's fine-tuning."""
-    if task == "grading":
-        return ["common.json", "finetune_cls.json"], {
+    if task in CLASSIFICATION_TASKS:
+        config = "finetune_cls.json" if task == "grading" else "finetune_glaucoma.json"
+        return ["common.json", config], {
             "image_size": plan.cls_image_size, "crop_size": plan.cls_crop_size,
             "finetune_batch_size": plan.finetune_batch_size, "finetune_epochs": plan.finetune_epochs,
         }  # fmt: skip
@@ -326,27 +332,33 @@ def _finetune(
 
 
 def trivial_score(bundle: Path, task: str, seed: int, plan: ComparePlan, common: Mapping[str, Any]) -> float:
-    """The test score of the predictor that sees no image, on seed ``seed``'s test split of ``task``.
+    """The test score of the best predictor that sees no image, on seed ``seed``'s test split of ``task``.
 
-    Classification predicts the training split's most frequent label combination, segmentation all
-    background (F1 0; AUC-PR the positive-pixel rate). The split, transforms and metric are the
-    fine-tuning config's own, so the number pairs with the fine-tuned test scores of the same seed.
+    The candidates are constant: every label combination of the training split for classification, all
+    background and all foreground for segmentation; the one the task's metric scores best on the training
+    split is scored on the test split (:func:`~camcontrast_monai.engines.trivial_test_score`). The split,
+    transforms and metric are the fine-tuning config's own, so the number pairs with the fine-tuned test
+    scores of the same seed.
     """
     from monai.bundle import ConfigParser
+    from monai.data import Dataset
+    from monai.transforms import Compose
 
-    from camcontrast_monai.engines import majority_logits, trivial_test_score
+    from camcontrast_monai.engines import label_combination_logits, trivial_test_score
 
     configs, task_overrides = _task_run(task, plan)
     parser = ConfigParser()
     parser.read_config([str(bundle / "configs" / name) for name in configs])
     parser.update({"bundle_root": str(bundle), **common, **task_overrides, "seed": seed, "label_fraction": 1.0})
+    train = parser.get_parsed_content("splits")["train"]
     if task in CLASSIFICATION_TASKS:
-        train = parser.get_parsed_content("splits")["train"]
-        logits = majority_logits([entry["label"] for entry in train], parser.get_parsed_content("head_sizes"))
-        predict = lambda label: logits[None]  # noqa: E731
+        logits = label_combination_logits([entry["label"] for entry in train], parser.get_parsed_content("head_sizes"))
+        candidates = [lambda label, constant=constant: constant[None] for constant in logits]
     else:
-        predict = torch.zeros_like
-    return trivial_test_score(parser.get_parsed_content("test#metric"), parser.get_parsed_content("test#dataset"), predict)
+        train = Dataset(train, Compose(parser.get_parsed_content("eval_transforms")))
+        candidates = [torch.zeros_like, torch.ones_like]
+    metric = parser.get_parsed_content("test#metric")
+    return trivial_test_score(metric, train, parser.get_parsed_content("test#dataset"), candidates)
 
 
 def _trivial_scores(runner: _Runner, grid: _Grid, plan: ComparePlan, common: Mapping[str, Any]) -> dict[str, list[float]]:
@@ -613,8 +625,8 @@ def _power_section(power: Sequence[Mapping[str, Any]]) -> list[str]:
         "## Power check: is each task learnable in this budget?",
         "",
         f"Random initialisation fine-tuned with {POWER_FRACTION:.0%} of the training labels against the predictor that "
-        "sees no image (the training split's most frequent label combination; all background for segmentation), on "
-        f"the same test splits. A task counts as learnable when random init beats it by {POWER_MARGIN} or more on "
+        "sees no image (the constant prediction that scores best on the training split: a label combination for "
+        "classification, all background or all foreground for segmentation), on the same test splits. A task counts as learnable when random init beats it by {POWER_MARGIN} or more on "
         "average over seeds and the paired 95 % bootstrap interval of the difference excludes zero.",
         "",
         markdown_table(list(power)),

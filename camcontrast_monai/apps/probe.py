@@ -183,9 +183,16 @@ def write_probe_section(summary: Mapping[str, Any], report_dir: Path, method: st
     dims = sorted(set(summary["feature_dims"].values()))
     dim_text = f"{dims[0]}-d" if len(dims) == 1 else "-d, ".join(map(str, dims)) + "-d"
     test = summary["test_fraction"]
-    return [
-        f"**{probe_verdict(summary, method, baselines)}**",
+    # with one encoder there is nothing to compare it with: no verdict, no paired table
+    verdict = [f"**{probe_verdict(summary, method, baselines)}**", ""] if baselines else []
+    paired = [
+        "Paired differences over the same splits (95 % percentile bootstrap interval of the mean). The splits "
+        "overlap, so the interval says how stable the difference is on these images, not on new data.",
         "",
+        markdown_table(paired_rows(results, method, baselines)),
+    ] if baselines else []  # fmt: skip
+    return [
+        *verdict,
         "## Frozen-feature probes",
         "",
         f"Each encoder is frozen and turns each of {summary['images']} labelled images into one pooled "
@@ -196,10 +203,7 @@ def write_probe_section(summary: Mapping[str, Any], report_dir: Path, method: st
         "Table: mean ± std over splits.",
         "",
         markdown_table(probe_summary_rows(results, metrics)),
-        "Paired differences over the same splits (95 % percentile bootstrap interval of the mean). The splits "
-        "overlap, so the interval says how stable the difference is on these images, not on new data.",
-        "",
-        markdown_table(paired_rows(results, method, baselines)),
+        *paired,
         "![frozen-feature probes](probes.png)",
         "",
     ]

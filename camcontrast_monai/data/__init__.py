@@ -23,6 +23,7 @@ from camcontrast_monai.data.readers import (
     read_idrid_grading,
     read_image_label_csv,
     read_odir_annotations,
+    read_refuge_glaucoma,
     split_by_patient,
 )
 from camcontrast_monai.data.validation import Problem, check_datalist, check_image_file, validate_datalist
@@ -53,6 +54,7 @@ __all__ = [
     "read_image_label_csv",
     "read_mask_datalist",
     "read_odir_annotations",
+    "read_refuge_glaucoma",
     "split_by_patient",
     "subsample_by_patient",
     "subsample_class_ratio",

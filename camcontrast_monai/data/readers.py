@@ -41,6 +41,10 @@ ODIR_QUALITY_PHRASE = "image quality"
 IDRID_DR_GRADES = range(5)
 IDRID_DME_RISKS = range(3)
 IDRID_IMAGE_EXTENSIONS = (".jpg", ".JPG", ".png", ".tif")
+# REFUGE: Training400 sorts its photographs into these two folders; the validation and test sets list
+# them in Glaucoma_label_and_Fovea_location.xlsx ("ImgName" with extension, "Glaucoma Label" 0/1)
+REFUGE_CLASS_FOLDERS = {"Glaucoma": 1, "Non-Glaucoma": 0}
+REFUGE_IMAGE_EXTENSIONS = (".jpg", ".JPG", ".png", ".bmp")
 
 MAX_MISSING_IMAGES_REPORTED = 10
 
@@ -245,6 +249,56 @@ def read_image_label_csv(
         datalist.append(entry)
     report_missing_images(table.path, missing_images, collect_missing)
     return datalist
+
+
+def read_refuge_glaucoma(
+    image_dir: str | os.PathLike,
+    labels_sheet: str | os.PathLike | None = None,
+    collect_missing: list[tuple[int, str]] | None = None,
+) -> list[dict]:
+    """Read REFUGE glaucoma labels into ``{"image", "label" (1: glaucoma), "patient_id"}`` entries.
+
+    Without ``labels_sheet``, ``image_dir`` is laid out as REFUGE's Training400: photographs in
+    ``Glaucoma/`` (label 1) and ``Non-Glaucoma/`` (label 0). With it, ``image_dir`` holds the photographs
+    and the sheet (the validation and test sets' ``Glaucoma_label_and_Fovea_location.xlsx``, or a CSV
+    export of it) lists them: ``ImgName`` (a file name) and ``Glaucoma Label`` (0 or 1). REFUGE has one
+    photograph per patient, so ``patient_id`` is the file stem. Entries are sorted by file name.
+    """
+    folder = existing_folder(image_dir, "REFUGE image folder")
+    if labels_sheet is not None:
+        return _refuge_from_sheet(folder, labels_sheet, collect_missing)
+    present = [name for name in REFUGE_CLASS_FOLDERS if os.path.isdir(os.path.join(folder, name))]
+    if not present:
+        raise FileNotFoundError(
+            f"{folder}: neither of REFUGE Training400's class folders {list(REFUGE_CLASS_FOLDERS)} is there; "
+            "pass labels_sheet for the validation or test layout (one folder and a label sheet)"
+        )
+    datalist = [
+        {"image": str(path), "label": REFUGE_CLASS_FOLDERS[name], "patient_id": path.stem}
+        for name in present
+        for path in Path(folder, name).resolve().iterdir()
+        if path.suffix in REFUGE_IMAGE_EXTENSIONS
+    ]
+    if not datalist:
+        raise FileNotFoundError(f"{folder}: no {'/'.join(REFUGE_IMAGE_EXTENSIONS)} photographs in {present}")
+    return sorted(datalist, key=lambda entry: Path(entry["image"]).name)
+
+
+def _refuge_from_sheet(folder: str, labels_sheet: str | os.PathLike, collect_missing: list[tuple[int, str]] | None) -> list[dict]:
+    table = read_table(labels_sheet, "REFUGE glaucoma label sheet")
+    table.require_columns(["ImgName", "Glaucoma Label"])
+    datalist, missing_images, first_row_of_image = [], [], {}
+    for row_number, row in table.rows:
+        name = table.required_cell(row_number, row, "ImgName")
+        table.claim_unique(first_row_of_image, name, row_number, "image name")
+        label = table.integer_cell(row_number, row, "Glaucoma Label", range(2))
+        path = os.path.abspath(os.path.join(folder, name))
+        if not os.path.isfile(path):
+            missing_images.append((row_number, path))
+            continue
+        datalist.append({"image": path, "label": label, "patient_id": Path(name).stem})
+    report_missing_images(table.path, missing_images, collect_missing)
+    return sorted(datalist, key=lambda entry: Path(entry["image"]).name)
 
 
 def split_by_patient(

@@ -10,7 +10,11 @@ from camcontrast_monai.engines.distributed import (
     gather_with_grad,
 )
 from camcontrast_monai.engines.embeddings import EmbeddingWriter
-from camcontrast_monai.engines.evaluation import evaluate_best_model, majority_logits, trivial_test_score
+from camcontrast_monai.engines.evaluation import (
+    evaluate_best_model,
+    label_combination_logits,
+    trivial_test_score,
+)
 from camcontrast_monai.engines.handlers import (
     EncoderSnapshots,
     EpochSeeding,
@@ -60,8 +64,8 @@ __all__ = [
     "gather_with_grad",
     "generate_heatmaps",
     "heatmap_id",
+    "label_combination_logits",
     "latest_checkpoint",
-    "majority_logits",
     "named_optimizer",
     "stage1_additional_metrics",
     "stage1_loss",

@@ -21,7 +21,7 @@ from camcontrast_monai.engines.distributed import (
 )
 from camcontrast_monai.utils.io import load_weights, write_json
 
-__all__ = ["evaluate_best_model", "majority_logits", "trivial_test_score"]
+__all__ = ["evaluate_best_model", "label_combination_logits", "trivial_test_score"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,37 +71,49 @@ def evaluate_best_model(
     return result
 
 
-def majority_logits(train_labels: Sequence[Sequence[int]] | np.ndarray, head_sizes: Sequence[int]) -> torch.Tensor:
-    """Logits ``(sum(head_sizes),)`` that predict the most frequent label combination of the training set.
+def label_combination_logits(train_labels: Sequence[Sequence[int]] | np.ndarray, head_sizes: Sequence[int]) -> list[torch.Tensor]:
+    """One logit vector ``(sum(head_sizes),)`` per label combination seen in training, most frequent first.
 
-    For a multi-head task (IDRiD grading: DR grade and DME risk) the most frequent *pair* is the best
-    constant prediction of joint accuracy; the most frequent class of each head alone may form a pair that
-    is rarer. Ties go to the combination that sorts first.
+    These are the constant predictions a classifier can make without the image; for a multi-head task
+    (IDRiD grading: DR grade and DME risk) the combination is a pair, whose mode maximises joint accuracy
+    even where the per-head majorities form a rarer pair. Ties keep the combination that sorts first.
     """
     labels = np.asarray(train_labels, dtype=int).reshape(len(train_labels), -1)
     if labels.shape[1] != len(head_sizes) or len(labels) == 0:
         raise ValueError(f"train labels must be (N, {len(head_sizes)}) with N > 0, got {labels.shape}")
     combinations, counts = np.unique(labels, axis=0, return_counts=True)
-    majority = combinations[counts.argmax()]
-    logits = torch.zeros(sum(head_sizes))
     offsets = np.cumsum([0, *head_sizes[:-1]])
-    logits[offsets + majority] = 1.0
-    return logits
+    candidates = []
+    for index in np.argsort(-counts, kind="stable"):
+        logits = torch.zeros(sum(head_sizes))
+        logits[offsets + combinations[index]] = 1.0
+        candidates.append(logits)
+    return candidates
 
 
-def trivial_test_score(
-    metric: IgniteMetricHandler, samples: Iterable[Mapping[str, Any]], predict: Callable[[torch.Tensor], torch.Tensor]
-) -> float:
-    """The score that ``metric`` gives a predictor that sees no image, on ``samples`` (each with a ``label``).
-
-    ``predict`` maps a batch of one label to the constant prediction, e.g. ``torch.zeros_like`` (all
-    background for segmentation) or a function returning :func:`majority_logits`. The same metric code
-    scores the fine-tuned models, so a downstream task is learnable in its budget only where random
-    initialisation beats this number.
-    """
+def _score(metric: IgniteMetricHandler, samples: Iterable[Mapping[str, Any]], predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
     metric_fn = metric.metric_fn
     metric_fn.reset()
     for sample in samples:
         label = torch.as_tensor(np.asarray(sample["label"]))[None]
         metric_fn(y_pred=predict(label), y=label)
     return float(metric_fn.aggregate())
+
+
+def trivial_test_score(
+    metric: IgniteMetricHandler, train: Iterable[Mapping[str, Any]], test: Iterable[Mapping[str, Any]],
+    candidates: Sequence[Callable[[torch.Tensor], torch.Tensor]],
+) -> float:  # fmt: skip
+    """The test score of the best predictor that sees no image: of the constant ``candidates``, the one that
+    ``metric`` scores highest on ``train`` (samples with a ``label``), scored on ``test``.
+
+    A candidate maps a batch of one label to its prediction: ``torch.zeros_like`` (all background) and
+    ``torch.ones_like`` (all foreground) for segmentation, a function returning one of
+    :func:`label_combination_logits` for classification. Choosing on the training split keeps the test
+    split unseen: the most frequent class for accuracy, the positive class for an F1 of a rare class.
+    The same metric code scores the fine-tuned models, so a downstream task is learnable in its budget
+    only where random initialisation beats this number.
+    """
+    train, test = list(train), list(test)
+    best = max(candidates, key=lambda predict: _score(metric, train, predict))
+    return _score(metric, test, best)

@@ -1,6 +1,7 @@
 """The paper's downstream metrics (Table 2), as plain functions and as MONAI/Ignite cumulative metrics.
 
 - IDRiD-cls: joint accuracy, the fraction of images whose DR grade and DME risk are both right.
+- REFUGE-cls: F1-score of the glaucoma class over the test images.
 - IDRiD-seg: average AUC-PR, the area under the precision-recall curve of each lesion type over all
   test pixels, averaged over the lesion types.
 - REFUGE-seg, Vessel-seg, SIIM-ACR: (average) F1-score over all test pixels, i.e. Dice of the
@@ -23,6 +24,8 @@ from monai.metrics import ConfusionMatrixMetric, CumulativeIterationMetric
 __all__ = [
     "AveragePrecision",
     "AveragePrecisionMetric",
+    "ClassF1",
+    "ClassF1Metric",
     "JointAccuracy",
     "JointAccuracyMetric",
     "MeanF1",
@@ -223,6 +226,33 @@ class JointAccuracyMetric(CumulativeIterationMetric):
         return joint_accuracy(predicted, target)
 
 
+class ClassF1Metric(CumulativeIterationMetric):
+    """Cumulative F1-score of one class (REFUGE-cls: glaucoma, class 1) over all images.
+
+    Call with ``y_pred`` logits ``(B, n_classes)`` and ``y`` classes ``(B,)`` or ``(B, 1)``; the predicted
+    class is the argmax. ``aggregate()`` returns :func:`binary_f1` of "is ``positive_class``": 0 when the
+    class is never predicted but present, NaN when it is neither predicted nor present.
+    """
+
+    def __init__(self, positive_class: int = 1) -> None:
+        super().__init__()
+        self.positive_class = positive_class
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        if y_pred.ndim != 2 or y_pred.shape[1] <= self.positive_class:
+            raise ValueError(f"y_pred must be logits (B, n_classes > {self.positive_class}), got {tuple(y_pred.shape)}")
+        target = y.reshape(-1).long()
+        if len(target) != len(y_pred):
+            raise ValueError(f"y must hold one class per image, {len(y_pred)}, got {tuple(y.shape)}")
+        return y_pred.argmax(dim=1).cpu(), target.cpu()
+
+    def aggregate(self) -> float:
+        buffers = self.get_buffer()
+        _require_data(buffers, "ClassF1Metric")
+        predicted, target = buffers
+        return binary_f1(predicted == self.positive_class, target == self.positive_class)
+
+
 class AveragePrecisionMetric(CumulativeIterationMetric):
     """Cumulative IDRiD-seg average AUC-PR: keeps every pixel's score and label, computes at the end.
 
@@ -297,6 +327,15 @@ class JointAccuracy(IgniteMetricHandler):
     @property
     def per_head(self) -> list[float]:
         return self.metric_fn.per_head
+
+
+class ClassF1(IgniteMetricHandler):
+    """Ignite handler for :class:`ClassF1Metric` (REFUGE-cls F1-score of the glaucoma class)."""
+
+    def __init__(self, positive_class: int = 1, output_transform: Callable = lambda x: x) -> None:
+        super().__init__(
+            metric_fn=ClassF1Metric(positive_class), output_transform=output_transform, save_details=False
+        )
 
 
 class AveragePrecision(IgniteMetricHandler):

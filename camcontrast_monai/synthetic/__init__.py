@@ -26,11 +26,13 @@ from camcontrast_monai.synthetic.mri import (
     mri_affine,
     write_mri_dataset,
 )
+from camcontrast_monai.synthetic.refuge import GLAUCOMA_CUP_TO_DISC, write_refuge_dataset
 
 __all__ = [
     "CXR_FINDINGS",
     "DIAGNOSES",
     "FundusSample",
+    "GLAUCOMA_CUP_TO_DISC",
     "LESION_TYPES",
     "MASK_NAMES",
     "MRI_SHAPE",
@@ -41,5 +43,6 @@ __all__ = [
     "write_chestxray14_dataset",
     "write_fundus_dataset",
     "write_mri_dataset",
+    "write_refuge_dataset",
     "write_siim_dataset",
 ]

@@ -74,6 +74,7 @@ __all__ = [
 
 GENERATOR_VERSION = "1.0"
 MIN_IMAGE_SIZE = 64
+MIN_CUP_TO_DISC, MAX_CUP_TO_DISC = 0.2, 0.8
 IMAGE_FORMATS = ("png", "jpg")
 EYES = ("left", "right")
 
@@ -158,7 +159,7 @@ class FundusSample:
     ``MASK_NAMES`` to a boolean (H, W) array. ``lesion_counts`` gives the number of drawn lesions per type
     (``MA``, ``HE``, ``EX``, ``SE``, ``NV`` = neovascular tufts) and ``haemorrhages_per_quadrant`` the HE
     count in the (lower-right, lower-left, upper-left, upper-right) quadrant around ``fov_center``, as the
-    image is shown (row 0 at the top).
+    image is shown (row 0 at the top). ``cup_to_disc`` is the cup's diameter over the disc's, along both axes.
     """
 
     image: np.ndarray
@@ -174,6 +175,7 @@ class FundusSample:
     eye: str
     lesion_counts: dict[str, int] = field(default_factory=dict)
     haemorrhages_per_quadrant: tuple[int, int, int, int] = (0, 0, 0, 0)
+    cup_to_disc: float = math.nan
 
 
 @dataclass
@@ -261,6 +263,7 @@ def generate_fundus(
     eye: str = "right",
     dr_grade: int | None = None,
     dme_risk: int | None = None,
+    cup_to_disc: float | None = None,
 ) -> FundusSample:
     """Draw one fundus photograph of ``image_size`` x ``image_size`` pixels.
 
@@ -268,14 +271,18 @@ def generate_fundus(
     from it, one for the anatomy and one for the lesions, so the same seed with ``abnormal`` False/True
     gives the same eye with and without lesions. For abnormal images the DR grade (1-4) and the DME risk
     are sampled unless given; they must then be consistent with ``abnormal`` (DR 1 has DME 0).
+    ``cup_to_disc`` (0.2-0.8) sets the cup's diameter relative to the disc instead of the drawn 0.3-0.5;
+    everything else about the eye stays as the seed draws it (a glaucomatous cup is larger).
     """
     image_size = _check_image_size(image_size)
     if eye not in EYES:
         raise ValueError(f"eye must be one of {EYES}, got {eye!r}")
+    if cup_to_disc is not None and not MIN_CUP_TO_DISC <= cup_to_disc <= MAX_CUP_TO_DISC:
+        raise ValueError(f"cup_to_disc must be in [{MIN_CUP_TO_DISC}, {MAX_CUP_TO_DISC}], got {cup_to_disc}")
     anatomy_rng, lesion_rng = _spawn_streams(rng_or_seed)
     dr_grade, dme_risk = _resolve_grades(lesion_rng, bool(abnormal), dr_grade, dme_risk)
 
-    anatomy = _sample_anatomy(anatomy_rng, image_size)
+    anatomy = _sample_anatomy(anatomy_rng, image_size, cup_to_disc)
     image, illumination = _render_retina(anatomy_rng, anatomy)
     optic_disc, optic_cup = _paint_optic_disc(image, illumination, anatomy)
 
@@ -313,6 +320,7 @@ def generate_fundus(
         eye="right",
         lesion_counts=_lesion_counts(lesions, plan),
         haemorrhages_per_quadrant=plan.haemorrhages_per_quadrant,
+        cup_to_disc=anatomy.cup_semi_axes[0] / anatomy.disc_semi_axes[0],
     )
     # everything is drawn as a right eye; a left eye is its mirror image
     return _mirrored_to_left_eye(right_eye) if eye == "left" else right_eye
@@ -456,7 +464,7 @@ def _resolve_grades(
 # anatomy
 
 
-def _sample_anatomy(rng: np.random.Generator, size: int) -> _Anatomy:
+def _sample_anatomy(rng: np.random.Generator, size: int, cup_to_disc: float | None = None) -> _Anatomy:
     fov_radius = size * 0.45 * rng.uniform(0.97, 1.03)
     fov_center = size / 2 - 0.5 + rng.uniform(-0.015, 0.015, 2) * size
     disc_diameter = 0.27 * fov_radius * rng.uniform(0.92, 1.08)
@@ -471,8 +479,10 @@ def _sample_anatomy(rng: np.random.Generator, size: int) -> _Anatomy:
         disc_diameter / 2 * rng.uniform(0.92, 0.98),
         disc_diameter / 2 * rng.uniform(1.02, 1.08),
     )
-    # a cup no wider than half the disc and shifted by at most a tenth of it stays inside the disc
-    cup_to_disc = rng.uniform(0.3, 0.5)
+    # a cup no wider than 0.8 of the disc and shifted by at most a tenth of it stays inside the disc; the
+    # ratio is drawn even when it is given, so the rest of the eye is the one the seed draws
+    drawn_cup_to_disc = rng.uniform(0.3, 0.5)
+    cup_to_disc = drawn_cup_to_disc if cup_to_disc is None else cup_to_disc
     cup_semi_axes = (disc_semi_axes[0] * cup_to_disc, disc_semi_axes[1] * cup_to_disc)
     cup_center = disc_center + rng.uniform(-0.1, 0.1, 2) * np.array(disc_semi_axes)
     hue_gain = np.array([rng.uniform(0.93, 1.04), rng.uniform(0.82, 1.15), rng.uniform(0.7, 1.3)], np.float32)
@@ -1050,9 +1060,9 @@ def _write_photograph(
         abnormal=abnormal,
         eye=eye,
     )
-    _save_image(sample.image, out_dir / "images" / file_name, image_format)
+    save_image(sample.image, out_dir / "images" / file_name, image_format)
     for name, mask in sample.masks.items():
-        _save_image(mask.astype(np.uint8) * 255, out_dir / "masks" / name / f"{stem}.png", "png")
+        save_image(mask.astype(np.uint8) * 255, out_dir / "masks" / name / f"{stem}.png", "png")
     return {
         "stem": stem,
         "image": f"images/{file_name}",
@@ -1083,7 +1093,7 @@ def _write_sheets(out_dir: Path, records: list[dict], seed: int) -> None:
     _write_csv(out_dir / "odir_annotations.csv", ODIR_COLUMNS, _odir_rows(records, seed))
 
 
-def _save_image(pixels: np.ndarray, path: Path, image_format: str) -> None:
+def save_image(pixels: np.ndarray, path: Path, image_format: str) -> None:
     """Fixed encoder options and no metadata, so equal pixels always give equal bytes."""
     picture = Image.fromarray(pixels)
     if image_format == "png":
