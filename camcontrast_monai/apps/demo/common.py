@@ -66,16 +66,16 @@ def read_history(path: Path) -> dict[str, list]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def stage2_loss_section(out_dir: Path, bundle: Path, epochs: int, batch_size: int) -> tuple[dict[str, Any], list[str]]:
-    """Where the demo's stage-2 loss ended between collapse and the floor its normal images impose, and the
-    report section that says so.
+def stage2_loss_section(runs: Path, bundle: Path, epochs: int, batch_size: int) -> tuple[dict[str, Any], list[str]]:
+    """Where a CAMContrast run's stage-2 loss ended between collapse and the floor its normal images impose,
+    and the report section that says so; ``runs`` is the run's ``output_dir`` (``heatmaps/``, ``pretrain/``).
 
     The floor is for the pretraining set's share of normal images, whose heatmaps are suppressed to zeros
     (identical), at the bundle's temperature; see :func:`stage2_loss_position`.
     """
-    pairs = json.loads((out_dir / "runs/heatmaps/heatmap_datalist.json").read_text())
+    pairs = json.loads((runs / "heatmaps/heatmap_datalist.json").read_text())
     normal_fraction = float(np.mean([int(entry["label"]) == 0 for entry in pairs]))
-    losses = [value for _, value in read_history(out_dir / "runs/pretrain/loss_history.json")["loss"]]
+    losses = [value for _, value in read_history(runs / "pretrain/loss_history.json")["loss"]]
     temperature = json.loads((bundle / "configs" / "pretrain.json").read_text())["temperature"]
     position = stage2_loss_position(losses, epochs, batch_size, normal_fraction, temperature)
     verdict = (

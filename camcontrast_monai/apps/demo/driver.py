@@ -229,7 +229,7 @@ def write_demo_report(setting: DemoSetting, run: DemoRun) -> Path:
     plan = run.plan
     parts = setting.report_parts(run, report)
     probes = json.loads((run.runs / "probes" / "probes.json").read_text())
-    stage2, stage2_lines = stage2_loss_section(run.out_dir, run.bundle, plan.pretrain_epochs, plan.pretrain_batch_size)
+    stage2, stage2_lines = stage2_loss_section(run.runs, run.bundle, plan.pretrain_epochs, plan.pretrain_batch_size)
     metrics = {
         "plan": dataclasses.asdict(plan), "seed": run.seed, "seconds": run.seconds, **parts.metrics,
         "probes": probes, "stage2_loss": stage2,
