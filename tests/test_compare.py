@@ -119,6 +119,16 @@ def test_runner_on_a_tiny_grid_writes_a_report_and_resumes(tmp_path, capsys):
     assert grading_power["task"] == "grading" and grading_power["trivial predictor"] == pytest.approx(sum(expected) / 2)
     assert glaucoma_power["task"] == "glaucoma" and glaucoma_power["trivial predictor"] == pytest.approx(sum(expected_f1) / 2)
     assert "## Power check" in (report / "README.md").read_text()
+    # the standing check: supce-crop's fine-tuned scores against a probe of its frozen encoder on the same splits
+    checks = results["probe_check"]
+    assert [(c["task"], c["method"]) for c in checks] == [("grading", "supce-crop"), ("glaucoma", "supce-crop")]
+    assert all(c["check"] in ("holds", "FAILS") and 0 <= c["linear probe, same split"][0] <= 1 for c in checks)
+    assert (tmp_path / "runs" / "probe_check" / "grading" / "supce-crop" / "embeddings.npz").is_file()
+    assert "## Does fine-tuning use what the encoder knows?" in (report / "README.md").read_text()
+    # crop-level probes: five positions, so the majority guess scores 1/5 on every split
+    crop_rows = {(r["task"], r["encoder"]): r for r in results["crop_probes"]}
+    assert set(crop_rows) == {(t, m) for t in ("crop position", "lesion in crop") for m in ("random", "supce-crop")}
+    assert crop_rows["crop position", "random"]["trivial"] == pytest.approx(0.2)
     text = (report / "README.md").read_text()
     assert "| random |" in text and "| supce-crop |" in text and "Pretraining was shared" in text and "±" in text
     assert "camcontrast bench compare --out" in text and (report / "grading.png").is_file() and (report / "embeddings.png").is_file()

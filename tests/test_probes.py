@@ -57,6 +57,14 @@ def test_linear_probe_and_knn_read_a_separable_feature_perfectly():
         assert probe_score(task, labels[test], predicted) == 1.0
 
 
+def test_a_training_part_with_one_class_predicts_that_class():
+    # a small set's resampled training part can miss a class; logistic regression cannot fit one class
+    features, _ = _separable(n=12)
+    task = ProbeTask("binary", np.array([0] * 10 + [1] * 2))
+    for probe in (linear_probe, knn_probe):
+        assert probe(task, features[:8], np.zeros(8, dtype=int), features[8:]).tolist() == [0, 0, 0, 0]
+
+
 def test_trivial_probe_predicts_the_training_majority():
     task = ProbeTask("binary", np.array([0, 1, 1, 1, 0]))
     assert trivial_probe(task, np.array([0, 1, 1]), 4).tolist() == [1, 1, 1, 1]
@@ -158,3 +166,21 @@ def test_report_rows_leave_out_splits_without_a_score():
     assert rows[1]["linear"][0] == pytest.approx(0.55) and rows[0]["trivial"] == 0.5
     (paired,) = paired_rows(results, "a", ["b"])
     assert paired["mean difference"] == "+0.300" and paired["splits won"] == "1/1"  # only split 0 has both
+
+
+def test_split_probe_scores_by_the_fine_tuning_metric():
+    from camcontrast_monai.apps.probe import split_probe_score
+    from camcontrast_monai.metrics import ClassF1, JointAccuracy
+
+    rng = np.random.default_rng(0)
+    # (DR, DME) pairs whose two parts sit on separate feature axes: the probe predicts every pair right
+    labels = np.stack([np.arange(40) % 3, np.arange(40) % 2], axis=1)
+    features = rng.normal(size=(40, 6)) * 0.2
+    features[np.arange(40), labels[:, 0]] += 3
+    features[np.arange(40), 3 + labels[:, 1]] += 3
+    train, test = (features[:30], labels[:30]), (features[30:], labels[30:])
+    assert split_probe_score(JointAccuracy([5, 3]), [5, 3], train, test) == 1.0
+    # features that carry nothing: the probe falls back to the training majority, "not glaucoma", whose F1 is 0
+    glaucoma = (np.arange(40) % 4 == 0).astype(int)[:, None]
+    noise = np.zeros((40, 3))
+    assert split_probe_score(ClassF1(), [2], (noise[:30], glaucoma[:30]), (noise[30:], glaucoma[30:])) == 0.0

@@ -355,16 +355,12 @@ def trivial_score(bundle: Path, task: str, seed: int, plan: ComparePlan, common:
     transforms and metric are the fine-tuning config's own, so the number pairs with the fine-tuned test
     scores of the same seed.
     """
-    from monai.bundle import ConfigParser
     from monai.data import Dataset
     from monai.transforms import Compose
 
     from camcontrast_monai.engines import label_combination_logits, trivial_test_score
 
-    configs, task_overrides = _task_run(task, plan)
-    parser = ConfigParser()
-    parser.read_config([str(bundle / "configs" / name) for name in configs])
-    parser.update({"bundle_root": str(bundle), **common, **task_overrides, "seed": seed, "label_fraction": 1.0})
+    parser = _task_parser(bundle, task, seed, 1.0, plan, common)
     train = parser.get_parsed_content("splits")["train"]
     if task in CLASSIFICATION_TASKS:
         logits = label_combination_logits([entry["label"] for entry in train], parser.get_parsed_content("head_sizes"))
@@ -374,6 +370,84 @@ def trivial_score(bundle: Path, task: str, seed: int, plan: ComparePlan, common:
         candidates = [torch.zeros_like, torch.ones_like]
     metric = parser.get_parsed_content("test#metric")
     return trivial_test_score(metric, train, parser.get_parsed_content("test#dataset"), candidates)
+
+
+def _task_parser(bundle: Path, task: str, seed: int, fraction: float, plan: ComparePlan, common: Mapping[str, Any]):
+    """A ``ConfigParser`` of ``task``'s fine-tuning configs with the values a run of ``seed`` and ``fraction`` gets."""
+    from monai.bundle import ConfigParser
+
+    configs, task_overrides = _task_run(task, plan)
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / name) for name in configs])
+    parser.update({"bundle_root": str(bundle), **common, **task_overrides, "seed": seed, "label_fraction": fraction})
+    return parser
+
+
+def probe_check(
+    out_dir: Path, bundle: Path, rows: Sequence[Mapping[str, Any]], grid: _Grid, plan: ComparePlan,
+    common: Mapping[str, Any], encoders: Mapping[tuple[str, int], str | None], report_only: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The standing check that fine-tuning uses what a pretrained encoder knows: for every classification task,
+    pretrained method and fraction, the fine-tuned test score of each seed against a linear probe of the same
+    frozen encoder fitted on the same (label-fraction) training split and scored on the same test split by
+    the same metric. The check fails where the paired 95 % interval of fine-tuned minus probe lies below zero."""
+    from camcontrast_monai.metrics import paired_difference
+
+    lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
+    table = []
+    for task in [t for t in grid.tasks if t in CLASSIFICATION_TASKS]:
+        for method in grid.methods:
+            encoder = next((encoders[key] for key in encoders if key[0] == method.spec and encoders[key]), None)
+            work = out_dir / "runs" / "probe_check" / task / method.slug
+            if method.kind == "random" or encoder is None or not Path(encoder).is_file():
+                continue
+            if report_only and not (work / "embeddings.npz").is_file():
+                continue
+            features = _task_features(work, bundle, task, encoder, method, plan, common)
+            for fraction in grid.fractions:
+                row = lookup.get((method.spec, task, fraction))
+                if row is None:
+                    continue
+                probes = [_split_probe(bundle, task, seed, fraction, features, plan, common) for seed in grid.seeds]
+                difference = paired_difference(np.asarray(row["test_scores"], dtype=float), np.asarray(probes))
+                table.append({
+                    "task": task, "method": method.spec, "fraction": fraction, "fine-tuned": (row["mean"], row["std"]),
+                    "linear probe, same split": (float(np.mean(probes)), float(np.std(probes, ddof=1)) if len(probes) > 1 else math.nan),
+                    "fine-tuned - probe [95% interval]": str(difference),
+                    "check": "FAILS" if difference.high < 0 else "holds",
+                })  # fmt: skip
+    return table
+
+
+def _task_features(
+    work: Path, bundle: Path, task: str, encoder: str, method: MethodSpec, plan: ComparePlan, common: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """Pooled frozen features of every image of ``task`` (image path -> vector), embedded once into ``work``."""
+    from camcontrast_monai.apps.probe import embed_images
+
+    if (work / "embeddings.npz").is_file():
+        with np.load(work / "embeddings.npz", allow_pickle=False) as saved:
+            return dict(zip(map(str, saved["images"]), np.asarray(saved["embeddings"]), strict=True))
+    whole = _task_parser(bundle, task, 0, 1.0, plan, common).get_parsed_content("splits")
+    images = sorted({str(entry["image"]) for part in whole.values() for entry in part})
+    settings = {**common, "bundle_root": str(bundle), "image_size": plan.cls_image_size, **method.finetune_overrides}
+    return dict(zip(images, embed_images(bundle, encoder, images, work, settings), strict=True))
+
+
+def _split_probe(
+    bundle: Path, task: str, seed: int, fraction: float, features: Mapping[str, np.ndarray], plan: ComparePlan,
+    common: Mapping[str, Any],
+) -> float:  # fmt: skip
+    """:func:`~camcontrast_monai.apps.probe.split_probe_score` on the split that fine-tuning with ``seed`` and ``fraction`` used."""
+    from camcontrast_monai.apps.probe import split_probe_score
+
+    parser = _task_parser(bundle, task, seed, fraction, plan, common)
+    splits = parser.get_parsed_content("splits")
+    train, test = (
+        (np.stack([features[str(e["image"])] for e in splits[part]]), np.stack([np.asarray(e["label"]) for e in splits[part]]))
+        for part in ("train", "test")
+    )
+    return split_probe_score(parser.get_parsed_content("test#metric"), parser.get_parsed_content("head_sizes"), train, test, seed=seed)
 
 
 def _trivial_scores(runner: _Runner, grid: _Grid, plan: ComparePlan, common: Mapping[str, Any]) -> dict[str, list[float]]:
@@ -479,8 +553,10 @@ def _probe_lines(probes: Mapping[str, Any] | None, report: Path, methods: Sequen
 
 def _crop_embeddings(
     encoder_path: str | None, method: MethodSpec, plan: ComparePlan, datalist: Sequence[Mapping[str, Any]], seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled encoder features of the five fixed crops of each image: ``(features, crop positions, labels)``."""
+) -> dict[str, np.ndarray]:
+    """The five fixed crops of each image: pooled encoder ``features``, crop ``positions``, the image's coarse
+    ``labels``, ``lesions`` (whether the crop holds a lesion pixel of the image's ground-truth masks, at the
+    pretraining resolution) and ``images`` (the image's index, to keep its crops on one side of a split)."""
     from camcontrast_monai.networks import global_average_pool, pretrained_encoder
     from camcontrast_monai.transforms import FixedCrops
 
@@ -490,41 +566,81 @@ def _crop_embeddings(
     ).eval()
     load = bundle_item("load_image", image_size=plan.image_size)
     crops = FixedCrops(include_center=True)
-    features, positions, labels = [], [], []
+    features, lesions = [], []
     with torch.no_grad():
         for entry in datalist:
             pieces = crops(torch.as_tensor(load({"image": entry["image"]})["image"]).float())
             features.append(global_average_pool(encoder(torch.stack([torch.as_tensor(p) for p in pieces]))))
-            positions += list(range(len(pieces)))
-            labels += [int(entry["label"])] * len(pieces)
-    return torch.cat(features).numpy(), np.asarray(positions), np.asarray(labels)
+            lesions += [bool(piece.any()) for piece in crops(_lesion_mask(Path(entry["image"]), plan.image_size))]
+    n = len(datalist)
+    return {
+        "features": torch.cat(features).numpy(), "positions": np.tile(np.arange(5), n),
+        "labels": np.repeat([int(entry["label"]) for entry in datalist], 5), "lesions": np.asarray(lesions, dtype=int),
+        "images": np.repeat(np.arange(n), 5),
+    }  # fmt: skip
 
 
-def _embedding_maps(out_dir: Path, methods: Sequence[MethodSpec], plan: ComparePlan, seed: int, common: Mapping[str, Any]) -> Path | None:
+def _lesion_mask(image: Path, size: int) -> torch.Tensor:
+    """The union of a synthetic pretraining image's lesion masks, ``(1, size, size)``: a pixel is set where any
+    lesion pixel falls inside it (area pooling), so lesions too small for ``size`` still count."""
+    from PIL import Image
+
+    from camcontrast_monai.synthetic.fundus import LESION_TYPES
+
+    masks = [np.asarray(Image.open(image.parent.parent / "masks" / kind / f"{image.stem}.png")) > 0 for kind in LESION_TYPES]
+    union = torch.as_tensor(np.logical_or.reduce(masks), dtype=torch.float32)[None, None]
+    return torch.nn.functional.interpolate(union, size=(size, size), mode="area")[0] > 0
+
+
+def _crop_features(out_dir: Path, methods: Sequence[MethodSpec], plan: ComparePlan, seed: int, common: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`_crop_embeddings` of the first ``plan.map_images`` pretraining images for every method whose encoder exists."""
     from camcontrast_monai.data import read_odir_annotations
-    from camcontrast_monai.report.embedding_map import save_embedding_maps, umap_embedding
 
     pretrain_dir = Path(common["dataset_dir"]) / "pretrain"
     datalist = read_odir_annotations(str(pretrain_dir / "odir_annotations.csv"), str(pretrain_dir / "images"))
     datalist = datalist[: plan.map_images]
-    maps = {}
+    crops = {}
     for method in methods:
         encoder = None
         if method.kind != "random":
             encoder = out_dir / "runs" / "pretrain" / method.slug / f"seed{seed}" / "encoder.pt"
             if not encoder.is_file():
                 continue
-        features, positions, labels = _crop_embeddings(encoder and str(encoder), method, plan, datalist, seed)
-        maps[method.spec] = (umap_embedding(features, seed=seed), positions, labels)
+        crops[method.spec] = _crop_embeddings(encoder and str(encoder), method, plan, datalist, seed)
+    return crops
+
+
+def _embedding_maps(out_dir: Path, crops: Mapping[str, Mapping[str, np.ndarray]], seed: int) -> Path | None:
+    from camcontrast_monai.report.embedding_map import save_embedding_maps, umap_embedding
+
+    maps = {name: (umap_embedding(c["features"], seed=seed), c["positions"], c["labels"]) for name, c in crops.items()}
     if not maps:
         return None
     return save_embedding_maps(maps, out_dir / "report" / "embeddings.png", f"UMAP of fixed-crop features (seed {seed} encoders)")
+
+
+def crop_probes(crops: Mapping[str, Mapping[str, np.ndarray]], seed: int = 0, n_splits: int = 20) -> list[dict[str, Any]]:
+    """Linear and kNN probes of the fixed-crop features: which of the five positions a crop comes from, and whether
+    it holds a lesion (ground-truth masks). Splits keep an image's crops together; every method sees the same."""
+    from camcontrast_monai.metrics.probes import ProbeTask, probe_encoders
+    from camcontrast_monai.report.probes import probe_summary_rows, results_as_lists
+
+    if not crops:
+        return []
+    first = next(iter(crops.values()))
+    features = {name: c["features"] for name, c in crops.items()}
+    results = {
+        name: probe_encoders(features, ProbeTask(name, first[key]), n_splits=n_splits, seed=seed, groups=first["images"])
+        for name, key in (("crop position", "positions"), ("lesion in crop", "lesions"))
+    }  # fmt: skip
+    return probe_summary_rows(results_as_lists(results), {name: "accuracy" for name in results})
 
 
 def _write_report(
     out_dir: Path, rows: Sequence[Mapping[str, Any]], plan: ComparePlan, grid: _Grid, command: str,
     commands: list[dict[str, str]], seconds: float, embedding_map: Path | None, shared_pretraining: bool,
     probes: Mapping[str, Any] | None = None, power: Sequence[Mapping[str, Any]] = (),
+    checks: Sequence[Mapping[str, Any]] = (), crop_rows: Sequence[Mapping[str, Any]] = (),
 ) -> Path:  # fmt: skip
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -532,7 +648,8 @@ def _write_report(
     paired = paired_differences(rows, grid)
     write_json({
         "plan": dataclasses.asdict(plan), "seeds": list(grid.seeds), "rows": list(rows), "power": list(power),
-        "paired": paired, "probes": probes, "seconds": seconds, "command": command,
+        "paired": paired, "probe_check": list(checks), "crop_probes": list(crop_rows), "probes": probes,
+        "seconds": seconds, "command": command,
     }, report / "results.json")  # fmt: skip
     (report / "commands.md").write_text(
         "# Commands behind every number\n\nEach line runs one step exactly as `camcontrast bench compare` ran it "
@@ -558,10 +675,12 @@ def _write_report(
         markdown_table(_score_table(rows, grid)),
         *[f"![{name}]({name})\n" for name in figures],
         *_paired_section(paired),
+        *_probe_check_section(checks),
         "## Learning-rate selection and per-seed scores",
         "",
         markdown_table(detail) if detail else "(no finished cell yet)\n",
         *_embedding_section(embedding_map),
+        *_crop_probe_section(crop_rows, plan.map_images),
         "Every step's command line: [commands.md](commands.md).",
         "",
     ]
@@ -672,6 +791,25 @@ def _power_section(power: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def _probe_check_section(checks: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not checks:
+        return []
+    failing = [f"{c['method']} on {c['task']}" for c in checks if c["check"] != "holds"]
+    return [
+        "## Does fine-tuning use what the encoder knows?",
+        "",
+        "A fine-tuned classifier should score no lower than a linear probe (L2 logistic regression, its strength "
+        "chosen by inner cross-validation) of the same frozen encoder, fitted on the same training split and scored "
+        "on the same test split by the same metric. The check fails where the paired 95 % interval of the "
+        "difference lies below zero.",
+        "",
+        markdown_table(list(checks)),
+        f"**The check fails for {', '.join(failing)}:** fine-tuning loses what the frozen encoder already has."
+        if failing else "The check holds for every pretrained encoder.",
+        "",
+    ]
+
+
 def _paired_section(paired: Sequence[Mapping[str, Any]]) -> list[str]:
     if not paired:
         return []
@@ -682,6 +820,21 @@ def _paired_section(paired: Sequence[Mapping[str, Any]]) -> list[str]:
         "the interval is a percentile bootstrap of the mean difference over seeds (95 %).",
         "",
         markdown_table(list(paired)),
+    ]
+
+
+def _crop_probe_section(crop_rows: Sequence[Mapping[str, Any]], n_images: int) -> list[str]:
+    if not crop_rows:
+        return []
+    return [
+        "## Crop-level probes",
+        "",
+        f"The five fixed crops of {n_images} pretraining images, each a pooled feature of the frozen encoder: can a "
+        "linear probe or a kNN tell which position a crop comes from, and whether it holds a lesion (from the "
+        "ground-truth masks)? An image's crops stay on one side of each of the 20 resampled splits. "
+        "`trivial` is the training part's majority. Table: mean ± std over splits.",
+        "",
+        markdown_table(list(crop_rows)),
     ]
 
 
@@ -754,10 +907,13 @@ def run_compare(
     rows = select_and_summarise(out_dir, grid.methods, grid.tasks, grid.fractions, grid.seeds, plan.lr_grid)
     power_rows = select_and_summarise(out_dir, [POWER_METHOD], grid.tasks, [POWER_FRACTION], grid.seeds, plan.lr_grid)
     power = power_check(power_rows, _trivial_scores(runner, grid, plan, common))
-    picture = _embedding_maps(out_dir, grid.methods, plan, grid.seeds[0], common) if embedding_map else None
+    checks = probe_check(out_dir, runner.bundle, rows, grid, plan, common, encoders, report_only)
+    crops = _crop_features(out_dir, grid.methods, plan, grid.seeds[0], common) if embedding_map else {}
+    picture = _embedding_maps(out_dir, crops, grid.seeds[0])
+    crop_rows = crop_probes(crops, seed=grid.seeds[0])
     report = _write_report(
         out_dir, rows, plan, grid, command, runner.commands, time.perf_counter() - runner.started, picture,
-        shared_pretraining, probes, power,
+        shared_pretraining, probes, power, checks, crop_rows,
     )  # fmt: skip
     print(f"report written to {report / 'README.md'}", flush=True)
     return report

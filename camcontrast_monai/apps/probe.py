@@ -38,6 +38,7 @@ __all__ = [
     "probe_demo_encoders",
     "probe_verdict",
     "run_probe",
+    "split_probe_score",
     "write_probe_section",
 ]
 
@@ -149,6 +150,31 @@ def probe_bundle_encoders(
     }  # fmt: skip
     write_json(summary, out_dir / "probes.json")
     return summary
+
+
+def split_probe_score(
+    metric: Any, head_sizes: Sequence[int], train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+    seed: int = 0,
+) -> float:  # fmt: skip
+    """A linear probe fitted on one fine-tuning split and scored on its test part by the fine-tuning's own metric.
+
+    ``train`` and ``test`` are ``(features (N, D), labels (N, n_heads))``. The probe predicts the label
+    combination (for IDRiD grading: the (DR, DME) pair) as one class, and the prediction goes to ``metric``
+    (an Ignite metric handler such as ``test#metric``) as one-hot logits per head, so a fine-tuned
+    classifier and the probe of its frozen encoder are scored alike, on the same images.
+    """
+    from camcontrast_monai.metrics.probes import ProbeTask, linear_probe
+
+    (train_x, train_y), (test_x, test_y) = train, test
+    combinations, classes = np.unique(np.asarray(train_y, dtype=int).reshape(len(train_y), -1), axis=0, return_inverse=True)
+    predicted = combinations[linear_probe(ProbeTask("split", classes), train_x, classes, test_x, seed=seed)]
+    logits = torch.zeros(len(test_x), sum(head_sizes))
+    offsets = np.cumsum([0, *head_sizes[:-1]])
+    logits[np.arange(len(test_x))[:, None], torch.as_tensor(offsets + predicted)] = 1.0
+    metric_fn = metric.metric_fn
+    metric_fn.reset()
+    metric_fn(y_pred=logits, y=torch.as_tensor(np.asarray(test_y)).reshape(len(test_x), -1))
+    return float(metric_fn.aggregate())
 
 
 PROBED_ENCODERS = ("camcontrast", "random", "stage 1")

@@ -126,6 +126,9 @@ def _fit_and_predict(
     task: ProbeTask, model: Pipeline, grid: Mapping[str, Sequence], train_x: np.ndarray, train_y: np.ndarray,
     test_x: np.ndarray, seed: int,
 ) -> np.ndarray:  # fmt: skip
+    if not task.multilabel and len(np.unique(train_y)) < 2:
+        # a small set's training part can hold one class only: nothing to fit, that class is the prediction
+        return np.full(len(test_x), train_y[0])
     search = GridSearchCV(
         model, grid, scoring=_scorer(task), cv=_inner_folds(task, train_y, seed), error_score=np.nan
     )
