@@ -123,7 +123,8 @@ def test_runner_on_a_tiny_grid_writes_a_report_and_resumes(tmp_path, capsys):
     checks = results["probe_check"]
     assert [(c["task"], c["method"]) for c in checks] == [("grading", "supce-crop"), ("glaucoma", "supce-crop")]
     assert all(c["check"] in ("holds", "FAILS") and 0 <= c["linear probe, same split"][0] <= 1 for c in checks)
-    assert (tmp_path / "runs" / "probe_check" / "grading" / "supce-crop" / "embeddings.npz").is_file()
+    # embedded once, from the encoder every seed fine-tuned from (shared pretraining: seed 0's)
+    assert (tmp_path / "runs" / "probe_check" / "grading" / "supce-crop" / "seed0" / "embeddings.npz").is_file()
     assert "## Does fine-tuning use what the encoder knows?" in (report / "README.md").read_text()
     # crop-level probes: five positions, so the majority guess scores 1/5 on every split
     crop_rows = {(r["task"], r["encoder"]): r for r in results["crop_probes"]}

@@ -397,18 +397,23 @@ def probe_check(
     table = []
     for task in [t for t in grid.tasks if t in CLASSIFICATION_TASKS]:
         for method in grid.methods:
-            encoder = next((encoders[key] for key in encoders if key[0] == method.spec and encoders[key]), None)
-            work = out_dir / "runs" / "probe_check" / task / method.slug
-            if method.kind == "random" or encoder is None or not Path(encoder).is_file():
+            # the encoder each seed fine-tuned from: its own pretraining, or the first seed's when pretraining is shared
+            pretrain_seeds = {seed: seed if (method.spec, seed) in encoders else grid.seeds[0] for seed in grid.seeds}
+            files = {s: encoders.get((method.spec, s)) for s in set(pretrain_seeds.values())}
+            work = {s: out_dir / "runs" / "probe_check" / task / method.slug / f"seed{s}" for s in files}
+            if method.kind == "random" or not all(f and Path(f).is_file() for f in files.values()):
                 continue
-            if report_only and not (work / "embeddings.npz").is_file():
+            if report_only and not all((w / "embeddings.npz").is_file() for w in work.values()):
                 continue
-            features = _task_features(work, bundle, task, encoder, method, plan, common)
+            features = {s: _task_features(work[s], bundle, task, files[s], method, plan, common) for s in files}
             for fraction in grid.fractions:
                 row = lookup.get((method.spec, task, fraction))
                 if row is None:
                     continue
-                probes = [_split_probe(bundle, task, seed, fraction, features, plan, common) for seed in grid.seeds]
+                probes = [
+                    _split_probe(bundle, task, seed, fraction, features[pretrain_seeds[seed]], plan, common)
+                    for seed in grid.seeds
+                ]  # fmt: skip
                 difference = paired_difference(np.asarray(row["test_scores"], dtype=float), np.asarray(probes))
                 table.append({
                     "task": task, "method": method.spec, "fraction": fraction, "fine-tuned": (row["mean"], row["std"]),
@@ -558,7 +563,7 @@ def _crop_embeddings(
     ``labels``, ``lesions`` (whether the crop holds a lesion pixel of the image's ground-truth masks, at the
     pretraining resolution) and ``images`` (the image's index, to keep its crops on one side of a split)."""
     from camcontrast_monai.networks import global_average_pool, pretrained_encoder
-    from camcontrast_monai.transforms import FixedCrops
+    from camcontrast_monai.transforms import FixedCrops, fixed_crop_names
 
     torch.manual_seed(seed)
     encoder = pretrained_encoder(
@@ -572,11 +577,11 @@ def _crop_embeddings(
             pieces = crops(torch.as_tensor(load({"image": entry["image"]})["image"]).float())
             features.append(global_average_pool(encoder(torch.stack([torch.as_tensor(p) for p in pieces]))))
             lesions += [bool(piece.any()) for piece in crops(_lesion_mask(Path(entry["image"]), plan.image_size))]
-    n = len(datalist)
+    n, per_image = len(datalist), len(fixed_crop_names(2))
     return {
-        "features": torch.cat(features).numpy(), "positions": np.tile(np.arange(5), n),
-        "labels": np.repeat([int(entry["label"]) for entry in datalist], 5), "lesions": np.asarray(lesions, dtype=int),
-        "images": np.repeat(np.arange(n), 5),
+        "features": torch.cat(features).numpy(), "positions": np.tile(np.arange(per_image), n),
+        "labels": np.repeat([int(entry["label"]) for entry in datalist], per_image),
+        "lesions": np.asarray(lesions, dtype=int), "images": np.repeat(np.arange(n), per_image),
     }  # fmt: skip
 
 
@@ -756,6 +761,7 @@ def _stage2_loss_lines(out_dir: Path, grid: _Grid, plan: ComparePlan) -> list[st
     """For each CAMContrast method's first pretraining, where its stage-2 loss ended between collapse and the
     floor that identical all-zero normal heatmaps impose (the demo report's section, per method)."""
     from camcontrast_monai.apps.demo.common import stage2_loss_section
+    from camcontrast_monai.transforms import fixed_crop_names
 
     lines = []
     for method in grid.methods:
@@ -764,7 +770,7 @@ def _stage2_loss_lines(out_dir: Path, grid: _Grid, plan: ComparePlan) -> list[st
             continue
         # without fixed crops stage 2 runs one epoch per crop position, the same number of steps (pretrain.json)
         fixed = method.overrides.get("crop_strategy", "five") in ("four", "five")
-        epochs = plan.pretrain_epochs * (1 if fixed else 5)
+        epochs = plan.pretrain_epochs * (1 if fixed else len(fixed_crop_names(2)))
         _, section = stage2_loss_section(runs, out_dir / "bundle", epochs, plan.pretrain_batch_size)
         lines += [section[0] + f" ({method.spec}, seed {grid.seeds[0]})", *section[1:]]
     return lines

@@ -163,14 +163,13 @@ def split_probe_score(
     (an Ignite metric handler such as ``test#metric``) as one-hot logits per head, so a fine-tuned
     classifier and the probe of its frozen encoder are scored alike, on the same images.
     """
+    from camcontrast_monai.engines import combination_logits
     from camcontrast_monai.metrics.probes import ProbeTask, linear_probe
 
     (train_x, train_y), (test_x, test_y) = train, test
     combinations, classes = np.unique(np.asarray(train_y, dtype=int).reshape(len(train_y), -1), axis=0, return_inverse=True)
     predicted = combinations[linear_probe(ProbeTask("split", classes), train_x, classes, test_x, seed=seed)]
-    logits = torch.zeros(len(test_x), sum(head_sizes))
-    offsets = np.cumsum([0, *head_sizes[:-1]])
-    logits[np.arange(len(test_x))[:, None], torch.as_tensor(offsets + predicted)] = 1.0
+    logits = combination_logits(predicted, head_sizes)
     metric_fn = metric.metric_fn
     metric_fn.reset()
     metric_fn(y_pred=logits, y=torch.as_tensor(np.asarray(test_y)).reshape(len(test_x), -1))

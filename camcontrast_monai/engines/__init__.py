@@ -11,6 +11,7 @@ from camcontrast_monai.engines.distributed import (
 )
 from camcontrast_monai.engines.embeddings import EmbeddingWriter
 from camcontrast_monai.engines.evaluation import (
+    combination_logits,
     evaluate_best_model,
     label_combination_logits,
     trivial_test_score,
@@ -57,6 +58,7 @@ __all__ = [
     "autocast_context",
     "broadcast_module_state",
     "check_global_batch",
+    "combination_logits",
     "distributed_rank",
     "distributed_world_size",
     "evaluate_best_model",

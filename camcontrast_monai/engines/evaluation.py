@@ -21,7 +21,7 @@ from camcontrast_monai.engines.distributed import (
 )
 from camcontrast_monai.utils.io import load_weights, write_json
 
-__all__ = ["evaluate_best_model", "label_combination_logits", "trivial_test_score"]
+__all__ = ["combination_logits", "evaluate_best_model", "label_combination_logits", "trivial_test_score"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +82,17 @@ def label_combination_logits(train_labels: Sequence[Sequence[int]] | np.ndarray,
     if labels.shape[1] != len(head_sizes) or len(labels) == 0:
         raise ValueError(f"train labels must be (N, {len(head_sizes)}) with N > 0, got {labels.shape}")
     combinations, counts = np.unique(labels, axis=0, return_counts=True)
-    offsets = np.cumsum([0, *head_sizes[:-1]])
-    candidates = []
-    for index in np.argsort(-counts, kind="stable"):
-        logits = torch.zeros(sum(head_sizes))
-        logits[offsets + combinations[index]] = 1.0
-        candidates.append(logits)
-    return candidates
+    return list(combination_logits(combinations[np.argsort(-counts, kind="stable")], head_sizes))
+
+
+def combination_logits(combinations: np.ndarray, head_sizes: Sequence[int]) -> torch.Tensor:
+    """One-hot logits ``(N, sum(head_sizes))`` that predict label combination ``combinations[i]`` (one class
+    per head, ``(N, n_heads)``) for row ``i``, in the layout of an ``EncoderClassifier``'s concatenated heads."""
+    combinations = np.asarray(combinations, dtype=int).reshape(len(combinations), -1)
+    logits = torch.zeros(len(combinations), sum(head_sizes))
+    columns = np.cumsum([0, *head_sizes[:-1]]) + combinations
+    logits[np.arange(len(combinations))[:, None], torch.as_tensor(columns)] = 1.0
+    return logits
 
 
 def _score(metric: IgniteMetricHandler, samples: Iterable[Mapping[str, Any]], predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
