@@ -96,6 +96,31 @@ def test_multi_view_trainer_feeds_all_views_in_one_batch():
     assert output["loss"].item() == 0.0
 
 
+def test_multi_view_trainer_draws_every_view_from_one_crop_with_batch_augmentation():
+    draws = []
+
+    def shift_by_draw(images, draw):  # a stand-in augmentation whose output shows which draw made it
+        draws.append(draw)
+        return images + draw
+
+    received = {}
+
+    def loss(z_1, z_2):
+        received.update(z_1=z_1, z_2=z_2)
+        return z_1.sum() * 0
+
+    network = torch.nn.Flatten()
+    trainer = MultiViewTrainer(
+        device="cpu", max_epochs=1, train_data_loader=[{}], network=network, optimizer=None, loss_function=loss,
+        batch_augmentation=shift_by_draw,
+    )  # fmt: skip
+    trainer.state.iteration = 3
+    trainer.forward_loss({"image": torch.zeros(2, 1, 2, 2, dtype=torch.uint8)})  # no "image_2": made here
+    # view v of iteration i is draw 2i + v: every view of every iteration gets its own draw
+    assert draws == [6, 7]
+    assert torch.equal(received["z_1"], torch.full((2, 4), 6.0)) and torch.equal(received["z_2"], torch.full((2, 4), 7.0))
+
+
 @pytest.fixture(scope="module")
 def tiny_pretrain(tmp_path_factory):
     root = tmp_path_factory.mktemp("baselines")
@@ -107,23 +132,34 @@ def tiny_pretrain(tmp_path_factory):
     return root, common
 
 
-@pytest.mark.parametrize("method,fixed_crops", [("simclr", True), ("supcon", False)])  # supce-crop: test_compare
-def test_baseline_configs_pretrain_the_shared_encoder_for_the_same_number_of_steps(tiny_pretrain, method, fixed_crops):
+@pytest.mark.parametrize(
+    "method,fixed_crops,batched", [("simclr", True, True), ("supcon", False, True), ("simclr", True, False)]
+)  # supce-crop: test_compare
+def test_baseline_configs_pretrain_the_shared_encoder_for_the_same_number_of_steps(tiny_pretrain, method, fixed_crops, batched):
     root, common = tiny_pretrain
-    encoder_path = root / "models" / f"{method}_{fixed_crops}.pt"
+    encoder_path = root / "models" / f"{method}_{fixed_crops}_{batched}.pt"
     workflow = run_bundle(
         BUNDLE, ["common.json", "pretrain.json", "pretrain_baseline.json", f"pretrain_{method}.json"], "train",
-        **common, fixed_crops=fixed_crops, encoder_path=str(encoder_path),
+        **{**common, "output_dir": str(root / "runs" / str(batched))}, fixed_crops=fixed_crops,
+        batched_augmentation=batched, encoder_path=str(encoder_path),
     )  # fmt: skip
     name = method + ("-crop" if fixed_crops else "")
-    history = json.loads((root / "runs" / f"pretrain_{name}" / "loss_history.json").read_text())["loss"]
+    history = json.loads((root / "runs" / str(batched) / f"pretrain_{name}" / "loss_history.json").read_text())["loss"]
     # 8 images x 5 fixed crops / batch 4 = 10 steps for one epoch; without fixed crops 8 / 4 = 2 steps per
     # epoch for 5 epochs: the same budget
     assert len(history) == 10 and all(math.isfinite(loss) for _, loss in history)
     sample = workflow.parser.get_parsed_content("train#dataset")[0]
-    views = ("image", "image_2") if method != "supce" else ("image",)
-    assert all(tuple(sample[key].shape) == (3, 16, 16) for key in views)
-    if len(views) == 2:
+    augmentation = workflow.parser.get_parsed_content("train#batch_augmentation")
+    if batched:
+        # the loader delivers the unaugmented fixed crop (16 px) or whole image (32 px); the trainer makes
+        # both 16-px views, from the crop's scale range or the wider one of random crops
+        assert set(sample) & {"image", "image_2"} == {"image"}
+        assert tuple(sample["image"].shape) == ((3, 16, 16) if fixed_crops else (3, 32, 32))
+        assert augmentation.spatial_size == (16, 16)
+        assert tuple(augmentation.scale) == ((0.8, 1.0) if fixed_crops else (0.08, 1.0))
+    else:
+        assert augmentation is None
+        assert all(tuple(sample[key].shape) == (3, 16, 16) for key in ("image", "image_2"))
         assert not torch.equal(sample["image"], sample["image_2"])  # two independent augmentations
     assert ("crop_index" in sample) == fixed_crops
     state = torch.load(encoder_path, weights_only=True)

@@ -109,3 +109,7 @@ def test_augmented_views_copy_then_augment_each_view_on_its_own():
     assert sample["image"].dtype == torch.float32 and not torch.equal(sample["image"], sample["image_2"])
     single = augmented_views(["image"])
     assert len(single) == 2  # no copy: the augmentation and the float conversion
+    crop = torch.randint(0, 255, (3, 12, 12), dtype=torch.uint8)
+    batched = Compose(augmented_views(["image", "image_2"], spatial_size=[6, 6], batched=True))({"image": crop})
+    assert set(batched) == {"image"}  # the trainer draws both views from this unaugmented crop
+    assert batched["image"].dtype == torch.float32 and torch.equal(batched["image"], crop.float())

@@ -35,6 +35,7 @@ from camcontrast_monai.engines.stage1 import (
     stage1_postprocessing,
 )
 from camcontrast_monai.engines.trainers import (
+    BatchAugmentingTrainer,
     ForwardLossTrainer,
     Stage1Trainer,
     Stage2Trainer,
@@ -42,6 +43,7 @@ from camcontrast_monai.engines.trainers import (
 )
 
 __all__ = [
+    "BatchAugmentingTrainer",
     "BroadcastBuffers",
     "EmbeddingWriter",
     "EncoderSnapshots",

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from camcontrast_monai.engines.distributed import LogitsAndCAMs
 
-__all__ = ["ForwardLossTrainer", "Stage1Trainer", "Stage2Trainer", "autocast_context"]
+__all__ = ["BatchAugmentingTrainer", "ForwardLossTrainer", "Stage1Trainer", "Stage2Trainer", "autocast_context"]
 
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}  # by tensor rank: 2D and 3D images
@@ -149,35 +149,46 @@ class Stage1Trainer(ForwardLossTrainer):
         return {Keys.IMAGE: images, Keys.LABEL: labels, Keys.PRED: logits, **terms}
 
 
-class Stage2Trainer(ForwardLossTrainer):
-    """Stage 2: trains a :class:`~camcontrast_monai.networks.CAMContrastNet` on image/heatmap crop pairs.
+class BatchAugmentingTrainer(ForwardLossTrainer):
+    """A :class:`ForwardLossTrainer` that may augment its image batches itself, on the training device.
 
-    ``loss_function`` is an :class:`~camcontrast_monai.losses.NTXentLoss`. Batches are
-    dicts with the (augmented) image crops under ``image_key`` and the matching heatmap crops under
-    ``heatmap_key``. The output holds ``loss`` and the two projections (decollated: one dict per crop). With ``batch_augmentation``
-    (:class:`~camcontrast_monai.transforms.BatchStage2Augmentation` in 2D, :class:`~camcontrast_monai.transforms.BatchAffineIntensityAugmentation`
-    for the 3D bundle's affine and intensity chain) the image crops arrive
-    unaugmented and are augmented here, as one batch on the training device, seeded by the iteration.
+    ``batch_augmentation(images, draw)`` (:class:`~camcontrast_monai.transforms.BatchStage2Augmentation` in
+    2D, :class:`~camcontrast_monai.transforms.BatchAffineIntensityAugmentation` for the 3D bundle's affine and
+    intensity chain) draws its parameters from ``draw`` alone, so a resumed run repeats the uninterrupted
+    one. Without it the data loader has augmented each sample and :meth:`augment` is the identity.
     """
 
     def __init__(
-        self,
-        *args: Any,
-        image_key: str = "image",
-        heatmap_key: str = "heatmap",
-        batch_augmentation: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-        **kwargs: Any,
+        self, *args: Any, batch_augmentation: Callable[[torch.Tensor, int], torch.Tensor] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.image_key, self.heatmap_key = image_key, heatmap_key
         self.batch_augmentation = batch_augmentation
 
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
-        """``batch_augmentation(images, iteration)`` in float32 without autograd; identity when there is none."""
+    def augment(self, images: torch.Tensor, view: int = 0, views: int = 1) -> torch.Tensor:
+        """View ``view`` of ``views`` of this iteration's batch, in float32 without autograd.
+
+        Its draw is ``iteration * views + view``: distinct for every view of every iteration, and the
+        iteration itself for a single view.
+        """
         if self.batch_augmentation is None:
             return images
+        draw = self.state.iteration * views + view
         with torch.no_grad(), torch.autocast(torch.device(self.state.device).type, enabled=False):
-            return self._memory_format(self.batch_augmentation(images.float(), self.state.iteration))
+            return self._memory_format(self.batch_augmentation(images.float(), draw))
+
+
+class Stage2Trainer(BatchAugmentingTrainer):
+    """Stage 2: trains a :class:`~camcontrast_monai.networks.CAMContrastNet` on image/heatmap crop pairs.
+
+    ``loss_function`` is an :class:`~camcontrast_monai.losses.NTXentLoss`. Batches are dicts with the image
+    crops under ``image_key`` and the matching heatmap crops under ``heatmap_key``; with
+    ``batch_augmentation`` the image crops arrive unaugmented and are augmented here (heatmaps never
+    are). The output holds ``loss`` and the two projections (decollated: one dict per crop).
+    """
+
+    def __init__(self, *args: Any, image_key: str = "image", heatmap_key: str = "heatmap", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.image_key, self.heatmap_key = image_key, heatmap_key
 
     def forward_loss(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         images = self.augment(self._to_device(batch, self.image_key))

@@ -493,14 +493,21 @@ def stage2_image_augmentation(
 
 
 def augmented_views(
-    view_keys: Sequence[str], spatial_size: Sequence[int] | None = None, scale: tuple[float, float] = (0.8, 1.0)
+    view_keys: Sequence[str],
+    spatial_size: Sequence[int] | None = None,
+    scale: tuple[float, float] = (0.8, 1.0),
+    batched: bool = False,
 ) -> list:
     """The baselines' views of one image crop: copies of ``view_keys[0]`` under the other keys, each augmented
     on its own by :func:`stage2_image_augmentation` (``spatial_size``, ``scale``), then float32 tensors.
 
     One key (SupCE) gives one augmented view; two (SimCLR, SupCon) give the pair that their losses contrast.
+    With ``batched`` the crop stays unaugmented under ``view_keys[0]`` alone: the trainer draws every view
+    from it, batched (:class:`~camcontrast_monai.engines.MultiViewTrainer` with ``batch_augmentation``).
     """
     keys = list(view_keys)
+    if batched:
+        return [EnsureTyped(keys=keys[0], dtype=torch.float32, track_meta=False)]
     copies = [CopyItemsd(keys=keys[0], names=keys[1:])] if len(keys) > 1 else []
     views = [stage2_image_augmentation(keys=key, spatial_size=spatial_size, scale=scale) for key in keys]
     return [*copies, *views, EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False)]

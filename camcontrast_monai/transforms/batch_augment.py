@@ -228,11 +228,16 @@ class BatchStage2Augmentation:
 
 
 def stage2_batch_augmentation(
-    enabled: bool, spatial_size: Sequence[int] | None = None, seed: int = 0, per_sample: Sequence | None = None
+    enabled: bool,
+    spatial_size: Sequence[int] | None = None,
+    seed: int = 0,
+    per_sample: Sequence | None = None,
+    scale: tuple[float, float] = (0.8, 1.0),
 ) -> BatchStage2Augmentation | BatchAffineIntensityAugmentation | None:
     """The stage-2 trainer's batched augmentation when ``enabled``; None where the data loader augments each sample.
 
-    The 2D bundles' is :class:`BatchStage2Augmentation` (output ``spatial_size``). A bundle that augments
+    The 2D bundles' is :class:`BatchStage2Augmentation` (output ``spatial_size``, resized-crop ``scale``:
+    the baselines without fixed crops draw from a wider range). A bundle that augments
     with MONAI's affine and intensity transforms (the 3D bundle) passes that list as ``per_sample`` and
     gets its batched twin, :meth:`BatchAffineIntensityAugmentation.from_transforms`.
     """
@@ -240,7 +245,7 @@ def stage2_batch_augmentation(
         return None
     if per_sample is not None:
         return BatchAffineIntensityAugmentation.from_transforms(per_sample, seed=seed)
-    return BatchStage2Augmentation(spatial_size=spatial_size, seed=seed)
+    return BatchStage2Augmentation(spatial_size=spatial_size, scale=scale, seed=seed)
 
 def _luminance(images: torch.Tensor) -> torch.Tensor:
     weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
