@@ -1,169 +1,195 @@
-"""Does bf16 autocast in stage 2 hurt the learned representation? A small same-seed comparison on the CPU.
+"""Is bf16 + channels_last safe for what CAMContrast learns? float32 against it on the same seeds, data and splits.
 
-Synthetic fundus data -> stage 1 (float32) -> heatmaps -> stage 2 pretraining three times from the same
-heatmaps, float32 and bfloat16 autocast, each with seeds 0 and 1 (same seed: same initial weights, crops
-and augmentations; the seed-to-seed spread of float32 is the noise level) -> for each encoder:
-a linear probe on frozen pooled features of the downstream images (5-fold cross-validated accuracy of
-the DR grade, 5 classes, and of referable DR, grade > 0) and grading fine-tuning (test joint accuracy,
-same fine-tuning seed). A random-init encoder is probed too, as the floor. Every stage is the fundus
-bundle's own config, run in-process as ``python -m monai.bundle run`` would. Prints a JSON summary.
+For each seed, the fundus demo's data and sizes (``camcontrast demo``'s full plan: 400 pretraining images at
+128 px, width 16, 30 stage-2 epochs, where a frozen probe reads the representation) and two chains that
+differ only in precision, ``fp32`` (the bundles' default) and ``bf16+channels_last``:
 
-    python scripts/bf16_check.py --out /tmp/bf16_check      # about 10 min on 2 idle cores
+    stage 1 -> heatmaps -> stage 2 -> grading fine-tuned from the stage-2 encoder and from random init
+
+every run being the fundus bundle's own config with ``autocast_dtype`` / ``channels_last`` set (heatmap
+generation has no precision switch: it runs float32 from each chain's own stage-1 classifier). Then every
+encoder of the seed (both chains' stage-2 and stage-1 encoders and a random one) is probed on the same 20
+resampled splits. The summary pairs bf16 with fp32 by seed and split (probes) or by seed (fine-tuning)
+and gives mean differences with 95 % bootstrap intervals (``metrics.paired``); the seed-to-seed spread of
+fp32 is the noise they are read against.
+
+    python scripts/bf16_check.py --out /tmp/bf16_check --seeds 0,1,2    # about an hour on 2 idle cores
+
+Resumable: a finished run is recognised by its output file and skipped. ``--report_only`` rewrites the
+summary (``summary.json``, ``README.md``) from what is there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import fire
 import numpy as np
-import torch
 
-from camcontrast_monai.apps.bundle import bundle_item, bundle_path, run_bundle
-from camcontrast_monai.data import read_idrid_grading
-from camcontrast_monai.networks import UNetEncoder
-from camcontrast_monai.synthetic.fundus import write_fundus_dataset
+from camcontrast_monai.apps.bundle import bundle_path
+from camcontrast_monai.apps.demo.common import demo_overrides
+from camcontrast_monai.apps.demo.driver import BundleRun, run_step
+from camcontrast_monai.apps.demo.fundus import FULL, QUICK, SETTING, FundusDemoPlan
+from camcontrast_monai.apps.probe import export_encoder, probe_bundle_encoders
+from camcontrast_monai.metrics.paired import paired_difference
+from camcontrast_monai.report.tables import markdown_table, write_json
 
-
-def probe_features(state: dict | None, images: torch.Tensor, width: int) -> torch.Tensor:
-    """Globally pooled features of the frozen encoder (random init when ``state`` is None)."""
-    torch.manual_seed(0)
-    encoder = UNetEncoder(2, 3, width)
-    if state is not None:
-        encoder.load_state_dict(state)
-    with torch.no_grad():
-        return encoder.eval()(images).mean(dim=(2, 3))
+PRECISIONS = {
+    "fp32": {"autocast_dtype": None, "channels_last": False},
+    "bf16+channels_last": {"autocast_dtype": "bfloat16", "channels_last": True},
+}
+FINETUNE_INITS = ("camcontrast", "random")
 
 
-def fit_logistic(
-    x: torch.Tensor, y: torch.Tensor, classes: int, weight_decay: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression with an L2 penalty, fitted by L-BFGS."""
-    weight = torch.zeros(x.shape[1], classes, requires_grad=True)
-    bias = torch.zeros(classes, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=200)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ weight + bias, y) + weight_decay * weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return weight.detach(), bias.detach()
+def _chain_dir(out: Path, seed: int, precision: str) -> Path:
+    return out / f"seed{seed}" / precision.replace("+", "_")
 
 
-def linear_probe(
-    features: torch.Tensor, labels: torch.Tensor, folds: int = 5, weight_decay: float = 1e-3
-) -> float:
-    """k-fold cross-validated accuracy of a logistic regression on standardised frozen features."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-    correct = 0
-    for fold in range(folds):
-        test = order[fold::folds]
-        train = order[torch.isin(order, test, invert=True)]
-        mean, std = features[train].mean(0), features[train].std(0) + 1e-6
-        weight, bias = fit_logistic(
-            (features[train] - mean) / std, labels[train], int(labels.max()) + 1, weight_decay
+def _finetune_dir(chain: Path, init: str, plan: FundusDemoPlan, seed: int) -> Path:
+    return chain / "runs" / "finetune" / "grading" / f"{init}_fraction{plan.label_fraction}_seed{seed}"
+
+
+def _done_marker(chain: Path, run: BundleRun, plan: FundusDemoPlan, seed: int) -> Path:
+    """The file a finished run of the chain leaves, by what it runs."""
+    config = run.configs[0]
+    if config == "stage1.json":
+        return chain / "runs" / "stage1" / "classifier.pt"
+    if config == "heatmaps.json":
+        return chain / "runs" / "heatmaps" / "heatmap_datalist.json"
+    if config == "pretrain.json":
+        return chain / "models" / "model.pt"
+    return _finetune_dir(chain, run.overrides["init"], plan, seed) / "test_metrics.json"
+
+
+def _record_seconds(chain: Path, what: str, seconds: float) -> None:
+    path = chain / "seconds.json"
+    seconds_by_run = json.loads(path.read_text()) if path.exists() else {}
+    write_json({**seconds_by_run, what: seconds}, path)
+
+
+def _runs(plan: FundusDemoPlan) -> list[BundleRun]:
+    """Stage 1, heatmaps, stage 2 and grading fine-tuned from each init, at the plan's sizes."""
+    grading = [run for run in SETTING.downstream_runs(plan) if run.configs == ("finetune_cls.json",)]
+    return [*SETTING.pretraining_runs(plan), *[run for init in FINETUNE_INITS for run in grading if run.overrides["init"] == init]]
+
+
+def run_seed(out: Path, seed: int, plan: FundusDemoPlan, num_workers: int) -> None:
+    """Both chains of one seed, then the probes of all their encoders on the same splits."""
+    bundle = bundle_path(SETTING.bundle_name)
+    data_dir = out / f"seed{seed}" / "data"
+    if not (data_dir / "downstream").exists():
+        print(f"seed {seed}: {SETTING.describe_data(plan)}", flush=True)
+        SETTING.write_data(data_dir, plan, seed)
+    encoders, overrides = {}, {}
+    for precision, switches in PRECISIONS.items():
+        chain = _chain_dir(out, seed, precision)
+        common = {
+            **demo_overrides(bundle, chain, plan.width, seed, num_workers), "dataset_dir": str(data_dir),
+            **SETTING.common_overrides(plan, seed), **switches,
+        }  # fmt: skip
+        for run in _runs(plan):
+            if _done_marker(chain, run, plan, seed).exists():
+                continue
+            print(f"seed {seed}, {precision}: {run.what}", flush=True)
+            started = time.perf_counter()
+            run_step(bundle, run, common)
+            _record_seconds(chain, run.what, time.perf_counter() - started)
+        overrides = {**common, **SETTING.probe_overrides(plan), **PRECISIONS["fp32"]}  # features in float32 for all
+        encoders[f"camcontrast {precision}"] = chain / "models" / "model.pt"
+        encoders[f"stage 1 {precision}"] = export_encoder(
+            bundle, chain / "probe_encoders" / "stage1.pt", chain / "runs" / "stage1" / "classifier.pt", overrides=overrides
         )
-        correct += int((((features[test] - mean) / std @ weight + bias).argmax(1) == labels[test]).sum())
-    return correct / len(labels)
+    probe_dir = out / f"seed{seed}" / "probes"
+    if not (probe_dir / "probes.json").exists():
+        encoders["random"] = export_encoder(bundle, probe_dir / "encoders" / "random.pt", None, seed, overrides)
+        print(f"seed {seed}: probes of {len(encoders)} encoders", flush=True)
+        probe_bundle_encoders(bundle, encoders, probe_dir, seed=seed, overrides=overrides)
 
 
-def main(
-    out: str = "bf16_check",
-    n_pretrain: int = 160,
-    n_downstream: int = 120,
-    image_size: int = 64,
-    width: int = 8,
-    pretrain_epochs: int = 12,
-    finetune_epochs: int = 8,
-) -> None:
-    """Run the comparison and print its JSON summary (also written to ``<out>/summary.json``).
+def _finetune_scores(out: Path, seeds: list[int], plan: FundusDemoPlan) -> dict[str, dict[str, list[float]]]:
+    """init -> precision -> the test joint accuracy of each seed (NaN where the run is missing)."""
+    scores: dict[str, dict[str, list[float]]] = {}
+    for init in FINETUNE_INITS:
+        for precision in PRECISIONS:
+            values = []
+            for seed in seeds:
+                path = _finetune_dir(_chain_dir(out, seed, precision), init, plan, seed) / "test_metrics.json"
+                values.append(next(iter(json.loads(path.read_text())["metrics"].values())) if path.exists() else float("nan"))
+            scores.setdefault(init, {})[precision] = values
+    return scores
 
-    Args:
-        out: folder for the data, runs and summary.
-        n_pretrain: synthetic pretraining images.
-        n_downstream: synthetic downstream (IDRiD-style) images.
-        image_size: side the images are trained at.
-        width: U-Net encoder width.
-        pretrain_epochs: stage-2 epochs of each run.
-        finetune_epochs: grading fine-tuning epochs.
-    """
-    started = time.perf_counter()
+
+def _probe_rows(out: Path, seeds: list[int]) -> list[dict[str, Any]]:
+    """One row per task, probe and encoder kind: fp32 and bf16 means and the paired difference over seeds x splits."""
+    results = [json.loads((out / f"seed{seed}" / "probes" / "probes.json").read_text())["results"] for seed in seeds]
+    rows = []
+    for task in results[0]:
+        for probe in ("linear", "knn"):
+            for kind in ("camcontrast", "stage 1"):
+                fp32, bf16 = ([np.asarray(r[task][probe][f"{kind} {p}"]) for r in results] for p in PRECISIONS)
+                per_seed_fp32 = [float(np.mean(v)) for v in fp32]
+                rows.append({
+                    "task": task, "probe": probe, "encoder": kind, "fp32": float(np.mean(per_seed_fp32)),
+                    "bf16+channels_last": float(np.mean([np.mean(v) for v in bf16])),
+                    "bf16 - fp32 [95 % CI], seeds x splits": str(paired_difference(np.concatenate(bf16), np.concatenate(fp32))),
+                    "fp32 std over seeds": float(np.std(per_seed_fp32, ddof=1)) if len(seeds) > 1 else float("nan"),
+                    "random": float(np.mean([np.mean(r[task][probe]["random"]) for r in results])),
+                    "trivial": float(np.mean([np.mean(r[task]["trivial"]["trivial"]) for r in results])),
+                })  # fmt: skip
+    return rows
+
+
+def write_summary(out: Path, seeds: list[int], plan: FundusDemoPlan) -> dict[str, Any]:
+    """``summary.json`` and ``README.md`` of the seeds whose probes are done."""
+    seeds = [seed for seed in seeds if (out / f"seed{seed}" / "probes" / "probes.json").exists()]
+    finetune = _finetune_scores(out, seeds, plan)
+    finetune_rows = [
+        {
+            "init": init, **{p: f"{np.nanmean(v):.3f} ± {np.nanstd(v, ddof=1) if len(v) > 1 else float('nan'):.3f}" for p, v in by_p.items()},
+            "bf16 - fp32 [95 % CI], seeds": str(paired_difference(by_p["bf16+channels_last"], by_p["fp32"])),
+            "per seed (fp32 / bf16)": ", ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(by_p["fp32"], by_p["bf16+channels_last"], strict=True)),
+        }
+        for init, by_p in finetune.items()
+    ]  # fmt: skip
+    probe_rows = _probe_rows(out, seeds)
+    seconds = {
+        p: {what: [json.loads((_chain_dir(out, s, p) / "seconds.json").read_text()).get(what, float("nan")) for s in seeds] for what in (r.what for r in _runs(plan))}
+        for p in PRECISIONS
+    }  # fmt: skip
+    time_rows = [
+        {"run": what, **{p: float(np.nanmean(seconds[p][what])) for p in PRECISIONS},
+         "fp32 / bf16 time, per seed": ", ".join(f"{a / b:.2f}" for a, b in zip(seconds["fp32"][what], seconds["bf16+channels_last"][what], strict=True))}
+        for what in seconds["fp32"]
+    ]  # fmt: skip
+    summary = {"seeds": seeds, "seconds": seconds, "plan": dataclasses.asdict(plan), "probes": probe_rows, "finetune": finetune, "finetune_rows": finetune_rows}
+    write_json(summary, out / "summary.json")
+    lines = [
+        "# bf16 + channels_last against float32, paired by seed and split", "",
+        f"Seeds {seeds}; the fundus demo's data and sizes; command `python scripts/bf16_check.py --out DIR --seeds "
+        f"{','.join(map(str, seeds))}`. Probes: {len(seeds)} seeds x 20 resampled splits (pairs share seed and split; "
+        "splits of one data set overlap, so the interval says how stable the difference is on these data).", "",
+        "## Frozen-feature probes", "", markdown_table(probe_rows),
+        "## Grading fine-tuned (test joint accuracy on each seed's test split)", "", markdown_table(finetune_rows),
+        "## Wall time of each run (seconds, mean over seeds; the ratio per seed, as the runs of a seed follow each other)", "",
+        markdown_table(time_rows, float_format="{:.0f}"),
+    ]  # fmt: skip
+    (out / "README.md").write_text("\n".join(lines))
+    return summary
+
+
+def main(out: str, seeds: str | int = "0,1,2", num_workers: int = 2, report_only: bool = False, quick: bool = False) -> None:
+    """Run the chains of ``seeds`` (resuming) and write the summary; ``quick``: the demo's smoke sizes."""
+    plan = QUICK if quick is True else FULL
     out_dir = Path(out).resolve()
-    bundle = bundle_path()
-    data_dir = out_dir / "data"
-    write_fundus_dataset(data_dir / "pretrain", n=n_pretrain, seed=0, image_size=image_size * 2)
-    write_fundus_dataset(
-        data_dir / "downstream", n=n_downstream, seed=1000, image_size=image_size * 2
-    )
-    common = {"bundle_root": str(bundle), "dataset_dir": str(data_dir), "width": width, "num_workers": 0,
-              "image_size": image_size}  # fmt: skip
-    shared = out_dir / "shared"
-    run_bundle(bundle, ["common.json", "stage1.json"], "train", **common, output_dir=str(shared), seed=0,
-               stage1_epochs=3, stage1_batch_size=16)  # fmt: skip
-    run_bundle(bundle, ["common.json", "heatmaps.json"], **common, output_dir=str(shared), seed=0)
-    heatmap_datalist = str(shared / "heatmaps" / "heatmap_datalist.json")
-
-    grading = read_idrid_grading(
-        str(data_dir / "downstream" / "idrid_grading.csv"), str(data_dir / "downstream" / "images")
-    )
-    load = bundle_item("load_image", image_size=image_size)
-    probe_images = torch.stack([torch.as_tensor(load({"image": d["image"]})["image"]) for d in grading]).float()
-    grades = torch.tensor([int(d["dr_grade"]) for d in grading])
-
-    def probe(state: dict | None) -> dict[str, float]:
-        features = probe_features(state, probe_images, width)
-        return {
-            "dr_grade_5class": linear_probe(features, grades),
-            "referable_dr": linear_probe(features, (grades > 0).long()),
-        }
-
-    results: dict = {
-        "random_init_probe": probe(None),
-        "majority_dr_grade": float(np.bincount(grades).max() / len(grades)),
-    }
-    runs = (
-        ("fp32_seed0", None, 0),
-        ("bf16_seed0", "bfloat16", 0),
-        ("fp32_seed1", None, 1),
-        ("bf16_seed1", "bfloat16", 1),
-    )
-    for name, dtype, seed in runs:
-        run_dir = out_dir / name
-        encoder = run_dir / "model.pt"
-        run_bundle(
-            bundle, ["common.json", "pretrain.json"], "train", **common, output_dir=str(run_dir), seed=seed,
-            heatmap_datalist=heatmap_datalist, encoder_path=str(encoder), autocast_dtype=dtype,
-            pretrain_epochs=pretrain_epochs, pretrain_batch_size=40, pretrain_lr=0.003,
-        )  # fmt: skip
-        run_bundle(
-            bundle, ["common.json", "finetune_cls.json"], "train", **common, output_dir=str(run_dir), seed=0,
-            init="camcontrast", encoder_path=str(encoder), finetune_epochs=finetune_epochs,
-            crop_size=image_size - image_size // 8, finetune_batch_size=16,
-        )  # fmt: skip
-        losses = [v for _, v in json.loads((run_dir / "pretrain" / "loss_history.json").read_text())["loss"]]
-        metrics_file = next((run_dir / "finetune").rglob("test_metrics.json"))
-        metrics = json.loads(metrics_file.read_text())
-        state = torch.load(encoder, weights_only=True)
-        results[name] = {
-            "pretrain_loss_first_last": [losses[0], losses[-1]],
-            "pretrain_loss_mean_last_10": sum(losses[-10:]) / len(losses[-10:]),
-            "linear_probe": probe(state),
-            "finetune_test": metrics["metrics"],
-        }
-    encoders = {name: torch.load(out_dir / name / "model.pt", weights_only=True) for name, _, _ in runs}
-    for name in ("bf16_seed0", "fp32_seed1", "bf16_seed1"):
-        diffs = [(encoders[name][k].float() - encoders["fp32_seed0"][k].float()).norm() / encoders["fp32_seed0"][k].float().norm()
-                 for k in encoders[name] if encoders[name][k].is_floating_point() and encoders[name][k].ndim > 1]  # fmt: skip
-        results[name]["weight_rel_diff_vs_fp32_seed0_median"] = float(torch.stack(diffs).median())
-    results["seconds"] = time.perf_counter() - started
-    results["threads"] = torch.get_num_threads()
-    print(json.dumps(results, indent=1))
-    (out_dir / "summary.json").write_text(json.dumps(results, indent=1))
+    seed_list = [int(s) for s in str(seeds).split(",")] if not isinstance(seeds, tuple) else list(seeds)
+    if not report_only:
+        for seed in seed_list:
+            run_seed(out_dir, seed, plan, num_workers)
+    print((out_dir / "README.md").read_text() if write_summary(out_dir, seed_list, plan)["seeds"] else "no seed finished")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from monai.transforms import Lambdad
 
 from camcontrast_monai.data import FixedCropDataset
 from camcontrast_monai.engines import (
+    FinetuneTrainer,
     History,
     MultilabelStage1Trainer,
     ResumableCheckpoint,
@@ -106,6 +107,40 @@ def test_stage1_trainer_reports_loss_terms_under_bf16_autocast():
     with pytest.raises(ValueError, match="autocast dtype"):
         Stage1Trainer(device="cpu", max_epochs=1, train_data_loader=[], network=network, optimizer=trainer.optimizer,
                       loss_function=CAMClassifierLoss(), autocast_dtype="int8")  # fmt: skip
+
+
+def _finetune_run(trainer_class, **kwargs):
+    """One SGD step of a small conv classifier with ``trainer_class``: the weights after it and the batch output."""
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    batch = stage1_batches()[:1]
+    seen_dtypes = []
+    network[0].register_forward_hook(lambda module, inputs, output: seen_dtypes.append(output.dtype))
+    trainer = trainer_class(
+        device="cpu", max_epochs=1, train_data_loader=batch, network=network, optimizer=torch.optim.SGD(network.parameters(), lr=0.5),
+        loss_function=torch.nn.CrossEntropyLoss(), **kwargs,
+    )  # fmt: skip
+    outputs = []
+    trainer.add_event_handler(IterationEvents.LOSS_COMPLETED, lambda engine: outputs.append(dict(engine.state.output)))
+    trainer.run()
+    return torch.cat([p.detach().flatten() for p in network.parameters()]), outputs[0], seen_dtypes
+
+
+def test_finetune_trainer_steps_as_supervised_trainer_and_autocasts_on_the_cpu():
+    from monai.engines import SupervisedTrainer
+
+    monai_weights, monai_output, _ = _finetune_run(SupervisedTrainer)
+    ours_weights, ours_output, dtypes = _finetune_run(FinetuneTrainer)
+    assert dtypes == [torch.float32]
+    assert torch.allclose(ours_weights, monai_weights, atol=1e-7)
+    assert ours_output["loss"].item() == pytest.approx(monai_output["loss"].item(), rel=1e-6)
+    assert set(ours_output) >= {"image", "label", "pred", "loss"}
+    # SupervisedTrainer(amp=True) autocasts on CUDA only; ours runs the forward in bf16 on the CPU, the loss in float32
+    bf16_weights, bf16_output, dtypes = _finetune_run(FinetuneTrainer, autocast_dtype="bfloat16", channels_last=True)
+    assert dtypes == [torch.bfloat16]
+    assert bf16_output["loss"].dtype == torch.float32 and bf16_output["pred"].dtype == torch.float32
+    assert bf16_output["loss"].item() == pytest.approx(monai_output["loss"].item(), abs=0.02)
+    assert not torch.equal(bf16_weights, monai_weights) and torch.allclose(bf16_weights, monai_weights, atol=0.02)
 
 
 def test_fixed_crop_dataset_serves_every_crop_of_every_image():

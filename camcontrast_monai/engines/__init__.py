@@ -36,6 +36,7 @@ from camcontrast_monai.engines.stage1 import (
 )
 from camcontrast_monai.engines.trainers import (
     BatchAugmentingTrainer,
+    FinetuneTrainer,
     ForwardLossTrainer,
     Stage1Trainer,
     Stage2Trainer,
@@ -48,6 +49,7 @@ __all__ = [
     "EmbeddingWriter",
     "EncoderSnapshots",
     "EpochSeeding",
+    "FinetuneTrainer",
     "ForwardLossTrainer",
     "History",
     "LogitsAndCAMs",

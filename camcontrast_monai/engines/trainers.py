@@ -22,7 +22,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from camcontrast_monai.engines.distributed import LogitsAndCAMs
 
-__all__ = ["BatchAugmentingTrainer", "ForwardLossTrainer", "Stage1Trainer", "Stage2Trainer", "autocast_context"]
+__all__ = [
+    "BatchAugmentingTrainer",
+    "FinetuneTrainer",
+    "ForwardLossTrainer",
+    "Stage1Trainer",
+    "Stage2Trainer",
+    "autocast_context",
+]
 
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}  # by tensor rank: 2D and 3D images
@@ -110,6 +117,25 @@ class ForwardLossTrainer(SupervisedTrainer):
                 engine.optimizer.step()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
+
+
+class FinetuneTrainer(ForwardLossTrainer):
+    """Downstream fine-tuning: ``loss_function(inferer(image, network), label)``, as MONAI's
+    ``SupervisedTrainer`` computes it, plus :class:`ForwardLossTrainer`'s autocast and channels-last.
+
+    ``SupervisedTrainer(amp=True)`` autocasts on CUDA only, so bf16 on a CPU needs this trainer. The loss is
+    computed in float32 outside autocast. The output holds ``image``, ``label``, ``pred`` and ``loss``, the keys ``SupervisedTrainer`` gives its handlers.
+    """
+
+    def forward_loss(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        images = self._to_device(batch, Keys.IMAGE)
+        labels = self._to_device(batch, Keys.LABEL)
+        predictions = self.inferer(images, self.network)
+        # the loss (cross-entropy, Dice) in float32 whatever the forward pass ran in, as nt_xent does
+        predictions = predictions.float() if torch.is_tensor(predictions) else [p.float() for p in predictions]
+        with torch.autocast(torch.device(self.state.device).type, enabled=False):
+            loss = self.loss_function(predictions, labels)
+        return {Keys.IMAGE: images, Keys.LABEL: labels, Keys.PRED: predictions, Keys.LOSS: loss}
 
 
 class Stage1Trainer(ForwardLossTrainer):
