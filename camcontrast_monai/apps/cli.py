@@ -168,6 +168,7 @@ class Bench:
     step = LazyCommand("camcontrast_monai.apps.bench.step:bench_step")
     pipeline = LazyCommand("camcontrast_monai.apps.bench.pipeline:bench_pipeline")
     heatmaps = LazyCommand("camcontrast_monai.apps.bench.pipeline:bench_heatmaps")
+    stages = LazyCommand("camcontrast_monai.apps.bench.stages:bench_stages")
     gpu = LazyCommand("camcontrast_monai.apps.bench.gpu_check:run_gpu_check")
     compare = LazyCommand("camcontrast_monai.apps.compare:run_compare")
     schedule = LazyCommand("camcontrast_monai.apps.schedule:probe_schedule")
