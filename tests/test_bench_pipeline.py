@@ -47,8 +47,11 @@ def test_bench_pipeline_structure(capsys, tmp_path):
         width=2, crop_size=32, batch_size=4, steps=1, warmup=1, rounds=2, num_workers=0, workdir=str(tmp_path)
     )
     printed = capsys.readouterr().out
-    assert "ours / reference" in printed and "ours / compute" in printed and "crops/s" in printed
-    assert set(report["pipelines"]) == set(PIPELINES)
+    assert "(a) ours / reference" in printed and "(c) ours / compute" in printed and "crops/s" in printed
+    # by default ours runs what the bundle ships (fp32), so the reference at ours' precision is the reference itself
+    assert report["config"]["precision"] == "fp32" and "precision shipped -> fp32" in printed
+    assert set(report["pipelines"]) == set(PIPELINES) - {"reference_same_precision"}
+    assert report["ours_over_reference_same_precision"] == report["ours_over_reference"]
     for row in report["pipelines"].values():
         _spread_ok(row["crops_per_s"], 2)
         assert row["crops_per_s"]["min"] > 0
@@ -64,8 +67,18 @@ def test_bench_pipeline_structure(capsys, tmp_path):
     assert report["config"]["n_images"] == 2 and report["config"]["image_size"] == 64
     assert len(list((tmp_path / "reference_crops").glob("*.jpg"))) == 2 * 10
     assert 1.0 < report["disk_ratio_ours"] < report["disk_ratio_reference"]
-    assert report["config"]["precision"] in ("bf16+channels_last", "fp32")
     assert report["config"]["batched_augmentation"] and "each batch in the trainer" in printed
+
+
+def test_bench_pipeline_runs_the_reference_at_ours_precision_too(tmp_path):
+    report = bench_pipeline(
+        width=2, crop_size=32, batch_size=4, steps=1, warmup=1, rounds=1, num_workers=0, workdir=str(tmp_path),
+        precision="fp32+channels_last", verbose=False,
+    )  # fmt: skip
+    assert set(report["pipelines"]) == set(PIPELINES)
+    ours = report["pipelines"]["ours"]["crops_per_s"]["rounds"][0]
+    same = report["pipelines"]["reference_same_precision"]["crops_per_s"]["rounds"][0]
+    assert report["ours_over_reference_same_precision"]["median"] == pytest.approx(ours / same)
 
 
 def test_reference_crops_match_the_fixed_crops(tmp_path):

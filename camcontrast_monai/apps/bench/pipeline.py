@@ -7,11 +7,12 @@ batch, crop size and loss, three ways of feeding stage-2 training steps:
   decoded, resized image (uint8) and its float32 heatmap once; ``num_workers`` DataLoader workers cut
   the crops from the cache, and the real :class:`Stage2Trainer` augments each batch at once
   (:class:`BatchStage2Augmentation`; with ``batched_augmentation=False`` the workers augment each crop
-  instead) and runs the step with the chosen precision (default: bf16 autocast + channels-last where
-  the device supports bf16, else float32);
+  instead) and runs the step with the chosen precision (default: the bundle's own, float32 as shipped);
 * ``reference``: the public implementation's pipeline: five JPEG crop files and five JPEG heatmap crop
   files written per image, each decoded and augmented per sample by a standard torch ``DataLoader``
   (same worker count, same augmentation chain), and a plain float32 training loop;
+* ``reference_same_precision``: the same, with ours' precision in the loop (not run where that is float32),
+  so that ours / it is the pipeline's own gain, apart from what the precision gives;
 * ``compute``: the pure-compute bound of ``ours``: the same precision and the first batches of
   ``ours`` held in memory, so no data work at all.
 
@@ -19,7 +20,7 @@ Every run restores the same initial weights and a fresh SGD. Reported per pipeli
 (median/min/max over rounds), the data-wait fraction (time spent waiting for the next batch / step
 time), peak memory (PSS of this process and its workers, sampled during the warm-up steps only, since
 sampling slows the step; on GPU also the peak allocated GPU memory) and bytes on disk; and per round
-the ratios ours/reference and ours/compute.
+the ratios (a) ours/reference, (b) ours/reference at the same precision and (c) ours/compute.
 """
 
 from __future__ import annotations
@@ -72,9 +73,14 @@ __all__ = [
     "write_source_images",
 ]
 
-PIPELINES = ("ours", "reference", "compute")
+PIPELINES = ("ours", "reference", "reference_same_precision", "compute")
 LEARNING_RATE = 0.001
 MOMENTUM = 0.95
+RATIO_LABELS = {
+    "ours_over_reference": "(a) ours / reference (fp32)",
+    "ours_over_reference_same_precision": "(b) ours / reference at ours' precision",
+    "ours_over_compute": "(c) ours / compute",
+}
 JPEG_QUALITY = 95  # what OpenCV's imwrite, used by the public implementation, writes by default
 
 
@@ -315,7 +321,7 @@ def bench_pipeline(
     warmup: int = 2,
     rounds: int = 3,
     num_workers: int = 2,
-    precision: str = "auto",
+    precision: str = "shipped",
     batched_augmentation: bool = True,
     n_images: int | None = None,
     source_size: int | None = None,
@@ -338,8 +344,12 @@ def bench_pipeline(
         rounds: the pipelines run alternately this many times; min/median/max are over rounds.
         num_workers: DataLoader workers of both pipelines.
         precision: the ``bench step`` variant of ours and compute (fp32, bf16, fp32+channels_last,
-            bf16+channels_last), or auto: bf16+channels_last where bf16 works, else fp32. The reference
-            always runs float32.
+            bf16+channels_last); ``shipped`` (the default): the fundus bundle's own ``autocast_dtype`` and
+            ``channels_last``; ``auto``: bf16+channels_last where bf16 works, else fp32. The reference runs
+            float32, as the public implementation does, and once more at ours' precision
+            (``reference_same_precision``, run only where that precision is not fp32), so the report gives
+            (a) ours / reference, (b) ours / reference at the same precision, the pipeline's own gain, and
+            (c) ours / compute.
         batched_augmentation: ours augments whole batches in the trainer (:class:`BatchStage2Augmentation`,
             the bundle's default); False augments each crop in the workers, as the reference does.
         n_images: source images (default: enough for one pass of ``warmup + steps`` batches).
@@ -389,6 +399,7 @@ def bench_pipeline(
         },  # fmt: skip
         "pipelines": _pipeline_rows(rates, wait, peak_kib, peak_gpu if device_t.type == "cuda" else None),
         "ours_over_reference": _ours_over(rates, "reference"),
+        "ours_over_reference_same_precision": _ours_over(rates, "reference_same_precision"),
         "ours_over_compute": _ours_over(rates, "compute"),
         "bytes_on_disk": bytes_on_disk,
         "disk_ratio_ours": (bytes_on_disk["source_images"] + bytes_on_disk["ours_heatmaps"])
@@ -405,18 +416,25 @@ def bench_pipeline(
 
 
 def _resolve_precision(precision: str, device: torch.device) -> tuple[str, list[str]]:
-    """The ``bench step`` variant that ``precision`` names, and a note where ``auto`` fell back to fp32.
+    """The ``bench step`` variant that ``precision`` names, and a note on where it came from.
 
-    ``auto`` is bf16+channels_last where bf16 works (assumed on a GPU), else fp32. An unknown variant
-    raises here, before any data are written.
+    ``shipped`` reads the fundus bundle's ``autocast_dtype`` and ``channels_last``; ``auto`` is
+    bf16+channels_last where bf16 works (assumed on a GPU), else fp32. An unknown variant raises here,
+    before any data are written.
     """
     notes: list[str] = []
-    if precision == "auto":
+    if precision == "shipped":
+        autocast_dtype = bundle_item("autocast_dtype")
+        precision = ("bf16" if autocast_dtype == "bfloat16" else "fp32") + ("+channels_last" if bundle_item("channels_last") else "")
+        notes.append(f"precision shipped -> {precision}: the fundus bundle's autocast_dtype and channels_last")
+    elif precision == "auto":
         bf16_ok, why = (True, "") if device.type == "cuda" else bf16_supported()
         precision = "bf16+channels_last" if bf16_ok else "fp32"
         if not bf16_ok:
             notes.append(f"precision auto -> fp32: {why}")
     parse_variant(precision)
+    if precision == "fp32":
+        notes.append("ours runs fp32, as the reference does: reference_same_precision is the reference run itself")
     return precision, notes
 
 
@@ -483,6 +501,10 @@ def _pipeline_runners(
             network, iter(shuffled_batches(torch.utils.data.DataLoader, reference_dataset)), loss_fn, device, None,
             False, warmup, steps, memory,
         ),
+        **({} if precision == "fp32" else {"reference_same_precision": lambda memory: _run_plain(
+            network, iter(shuffled_batches(torch.utils.data.DataLoader, reference_dataset)), loss_fn, device,
+            autocast_dtype, channels_last, warmup, steps, memory,
+        )}),
         "compute": lambda memory: _run_plain(
             network, iter(resident), loss_fn, device, autocast_dtype, channels_last, warmup, steps, memory
         ),
@@ -549,12 +571,14 @@ def _pipeline_rows(
             "peak_memory_mib": peak_kib[p] / 1024,
             "peak_gpu_memory_mib": peak_gpu[p] / 2**20 if peak_gpu is not None else None,
         }
-        for p in PIPELINES
+        for p in rates
     }
 
 
 def _ours_over(rates: dict[str, list[float]], other: str) -> dict[str, Any]:
-    """Ours' crops/s over ``other``'s, round by round, since the two ran alternately in each round."""
+    """Ours' crops/s over ``other``'s, round by round, since the two ran alternately in each round; the
+    reference at ours' precision is the reference itself where ours runs fp32 (and was not run twice)."""
+    other = other if other in rates else "reference"
     return spread([o / r for o, r in zip(rates["ours"], rates[other], strict=True)])
 
 
@@ -567,21 +591,19 @@ def format_pipeline_report(report: dict[str, Any]) -> str:
         f"ours/compute precision {c['precision']}, ours augments "
         f"{'each batch in the trainer' if c['batched_augmentation'] else 'each crop in the workers'}, reference fp32, "
         f"device {c['device']}, {report['threads']} threads",
-        f"{'pipeline':<10} {'crops/s med':>11} {'min':>8} {'max':>8} {'data wait med':>13} {'max':>6} "
+        f"{'pipeline':<24} {'crops/s med':>11} {'min':>8} {'max':>8} {'data wait med':>13} {'max':>6} "
         f"{'peak PSS MiB':>12} {'GPU MiB':>8}",
     ]
     for name, row in report["pipelines"].items():
         rate, wait = row["crops_per_s"], row["data_wait_fraction"]
         gpu = f"{row['peak_gpu_memory_mib']:.0f}" if row["peak_gpu_memory_mib"] is not None else "-"
         lines.append(
-            f"{name:<10} {rate['median']:>11.2f} {rate['min']:>8.2f} {rate['max']:>8.2f} "
+            f"{name:<24} {rate['median']:>11.2f} {rate['min']:>8.2f} {rate['max']:>8.2f} "
             f"{100 * wait['median']:>12.1f}% {100 * wait['max']:>5.1f}% {row['peak_memory_mib']:>12.0f} {gpu:>8}"
         )
-    for key, label in (("ours_over_reference", "ours / reference"), ("ours_over_compute", "ours / compute")):
+    for key, label in RATIO_LABELS.items():
         r = report[key]
-        lines.append(
-            f"{label:<17} median {r['median']:.2f}  min {r['min']:.2f}  max {r['max']:.2f}  (per round)"
-        )
+        lines.append(f"{label:<40} median {r['median']:.2f}  min {r['min']:.2f}  max {r['max']:.2f}  (per round)")
     b = report["bytes_on_disk"]
     lines.append(
         f"on disk: source images {b['source_images'] / 2**20:.2f} MiB; ours +heatmaps {b['ours_heatmaps'] / 2**20:.3f} MiB "
