@@ -50,6 +50,26 @@ def test_splits_are_a_function_of_the_seed_and_test_set_of_the_seed_only():
     assert subsample_by_patient(full["train"], 0.5, seed=1) == subsample_by_patient(full["train"], 0.5, seed=1)
 
 
+def test_stratified_splits_give_every_split_its_share_of_a_rare_class():
+    # 50 one-image patients, 5 positives (the glaucoma task's kind of imbalance, at a size where it bites)
+    datalist = [{"image": f"/data/{i}.png", "label": [int(i % 10 == 0)], "patient_id": str(i)} for i in range(50)]
+    for seed in range(10):
+        splits = downstream_splits(datalist, seed=seed, stratify_key="label")
+        positives = {name: sum(e["label"][0] for e in entries) for name, entries in splits.items()}
+        # 0.6/0.2/0.2 of 5 positives and 45 negatives: 3/1/1 and 27/9/9
+        assert positives == {"train": 3, "val": 1, "test": 1}
+        assert [len(splits[name]) for name in ("train", "val", "test")] == [30, 10, 10]
+    # unstratified, some seed leaves a test split without a positive; that is what stratifying is for
+    assert any(
+        sum(e["label"][0] for e in downstream_splits(datalist, seed=seed)["test"]) == 0 for seed in range(10)
+    )
+    # a patient is one stratum, by their first entry's label, and stays on one side
+    with_patients = datalist_with_patients()
+    splits = downstream_splits(with_patients, seed=0, stratify_key="label")
+    train, val, test = (patients(splits[name]) for name in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test)
+
+
 def test_odir_pretraining_split_keeps_both_eyes_of_a_patient_together(tmp_path):
     write_fundus_dataset(tmp_path, n=30, seed=0, image_size=64)
     datalist = read_odir_annotations(tmp_path / "odir_annotations.csv", tmp_path / "images")

@@ -104,13 +104,16 @@ def downstream_splits(
     seed: int = 0,
     label_fraction: float = 1.0,
     patient_key: str = "patient_id",
+    stratify_key: str | None = None,
 ) -> dict[str, list[dict]]:
     """Seeded ``train``/``val``/``test`` split by patient, then ``label_fraction`` of ``train`` kept.
 
     The test and validation sets depend only on ``seed``, never on the label fraction, so results at
-    different fractions and initialisations are measured on the same images.
+    different fractions and initialisations are measured on the same images. ``stratify_key`` splits
+    each class of that label on its own (:func:`~camcontrast_monai.data.split_by_patient`), for a rare
+    class that an unstratified small split can miss.
     """
-    train, val, test = split_by_patient(datalist, fractions, seed=seed, patient_key=patient_key)
+    train, val, test = split_by_patient(datalist, fractions, seed=seed, patient_key=patient_key, stratify_key=stratify_key)
     if not (train and val and test):
         raise ValueError(
             f"{len(datalist)} entries are too few for a train/val/test split of {list(fractions)}: "

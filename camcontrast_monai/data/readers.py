@@ -18,6 +18,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -306,13 +309,17 @@ def split_by_patient(
     fractions: Sequence[float] = (0.8, 0.2),
     seed: int = 0,
     patient_key: str = "patient_id",
+    stratify_key: str | None = None,
 ) -> list[list[dict]]:
     """Split a datalist so that no patient appears in two splits.
 
     Entries are grouped by ``entry[patient_key]``; an entry without it is a group of its own (keyed by
     its image path). Groups are shuffled with ``seed`` and each goes to the split furthest below its
     share of entries, so split sizes follow ``fractions`` (normalised to sum to 1) as closely as
-    whole patients allow. Within a split, entries keep their datalist order.
+    whole patients allow. With ``stratify_key`` this is done within each value of that label (a
+    patient's is their first entry's), so every split gets each class in about its overall share: a
+    small test split of a rare class then still holds positives. Within a split, entries keep their
+    datalist order.
     """
     if not fractions or any(fraction <= 0 for fraction in fractions):
         raise ValueError(f"fractions must be one or more positive numbers, got {list(fractions)}")
@@ -326,17 +333,29 @@ def split_by_patient(
 
     ordered_groups = list(groups.values())
     random.Random(seed).shuffle(ordered_groups)
-    # largest groups first (stable, so the shuffle still orders equal sizes): the small ones placed
-    # last then even out the split sizes
-    ordered_groups.sort(key=len, reverse=True)
-
-    total_fraction = sum(fractions)
-    targets = [fraction / total_fraction * len(datalist) for fraction in fractions]
-    split_indices: list[list[int]] = [[] for _ in fractions]
+    strata: dict[Any, list[list[int]]] = {}
     for group in ordered_groups:
+        label = None if stratify_key is None else tuple(np.asarray(datalist[group[0]][stratify_key]).ravel().tolist())
+        strata.setdefault(label, []).append(group)
+    split_indices: list[list[int]] = [[] for _ in fractions]
+    for stratum_groups in strata.values():
+        for split, indices in enumerate(_assign_groups(stratum_groups, fractions)):
+            split_indices[split].extend(indices)
+    return [[datalist[index] for index in sorted(indices)] for indices in split_indices]
+
+
+def _assign_groups(groups: list[list[int]], fractions: Sequence[float]) -> list[list[int]]:
+    """Each group (largest first; the shuffled order among equal sizes) to the split furthest below its share."""
+    # largest groups first (a stable sort keeps the shuffle among equal sizes): the small ones placed
+    # last then even out the split sizes
+    groups = sorted(groups, key=len, reverse=True)
+    total_fraction = sum(fractions)
+    targets = [fraction / total_fraction * sum(map(len, groups)) for fraction in fractions]
+    split_indices: list[list[int]] = [[] for _ in fractions]
+    for group in groups:
         neediest = max(range(len(targets)), key=lambda split: targets[split] - len(split_indices[split]))
         split_indices[neediest].extend(group)
-    return [[datalist[index] for index in sorted(indices)] for indices in split_indices]
+    return split_indices
 
 
 def _split_odir_keywords(cell: str) -> list[str]:
