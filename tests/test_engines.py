@@ -143,6 +143,20 @@ def test_finetune_trainer_steps_as_supervised_trainer_and_autocasts_on_the_cpu()
     assert not torch.equal(bf16_weights, monai_weights) and torch.allclose(bf16_weights, monai_weights, atol=0.02)
 
 
+def test_auto_precision_is_bf16_where_the_cpu_has_it_and_float32_with_a_note_where_not(monkeypatch, caplog):
+    from camcontrast_monai.engines import bf16_supported, resolve_autocast_dtype
+
+    assert resolve_autocast_dtype("cpu", None) is None and resolve_autocast_dtype("cpu", "bfloat16") == "bfloat16"
+    native, _ = bf16_supported("cpu")
+    assert resolve_autocast_dtype("cpu", "auto") == ("bfloat16" if native else None)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with caplog.at_level("WARNING"):
+        assert resolve_autocast_dtype("cpu", "auto") is None
+    assert "autocast_dtype auto -> float32: CPU lacks native bf16" in caplog.text
+    _, _, dtypes = _finetune_run(FinetuneTrainer, autocast_dtype="auto")
+    assert dtypes == [torch.float32]
+
+
 def test_fixed_crop_dataset_serves_every_crop_of_every_image():
     images = [torch.arange(3 * 32 * 32, dtype=torch.float32).reshape(3, 32, 32) + 10_000 * i for i in range(2)]
     heatmaps = [torch.arange(4, dtype=torch.float32).reshape(1, 2, 2) + 100 * i for i in range(2)]

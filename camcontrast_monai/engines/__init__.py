@@ -41,6 +41,8 @@ from camcontrast_monai.engines.trainers import (
     Stage1Trainer,
     Stage2Trainer,
     autocast_context,
+    bf16_supported,
+    resolve_autocast_dtype,
 )
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "Stage1Trainer",
     "Stage2Trainer",
     "autocast_context",
+    "bf16_supported",
     "broadcast_module_state",
     "check_global_batch",
     "combination_logits",
@@ -73,6 +76,7 @@ __all__ = [
     "label_combination_logits",
     "latest_checkpoint",
     "named_optimizer",
+    "resolve_autocast_dtype",
     "stage1_additional_metrics",
     "stage1_loss",
     "stage1_loss_keys",

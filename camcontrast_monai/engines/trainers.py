@@ -11,6 +11,7 @@ network and every input batch (``channels_last`` in 2D, ``channels_last_3d`` in 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,10 +30,48 @@ __all__ = [
     "Stage1Trainer",
     "Stage2Trainer",
     "autocast_context",
+    "bf16_supported",
+    "resolve_autocast_dtype",
 ]
+
+logger = logging.getLogger(__name__)
 
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}  # by tensor rank: 2D and 3D images
+
+
+def bf16_supported(device: torch.device | str = "cpu") -> tuple[bool, str]:
+    """Whether bfloat16 autocast runs natively on ``device``, and a note saying why not.
+
+    A CPU without native bf16 (AVX512-BF16 or AMX) emulates it, several times slower than float32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return (True, "") if torch.cuda.is_bf16_supported() else (False, f"{torch.cuda.get_device_name(device)} lacks bf16")
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # older/other builds: fall back to trying it
+        native = True
+    if not native:
+        return False, f"CPU lacks native bf16 support (capability {torch.backends.cpu.get_cpu_capability()})"
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3))
+    except RuntimeError as error:  # pragma: no cover - depends on the build
+        return False, f"bf16 autocast failed: {error}"
+    return True, ""
+
+
+def resolve_autocast_dtype(device: torch.device | str, dtype: str | None) -> str | None:
+    """``dtype``, with ``"auto"`` resolved: "bfloat16" where ``device`` runs it natively, else None (float32),
+    with a logged note saying why."""
+    if dtype != "auto":
+        return dtype
+    supported, why = bf16_supported(device)
+    if supported:
+        return "bfloat16"
+    logger.warning("autocast_dtype auto -> float32: %s", why)
+    return None
 
 
 def autocast_context(device: torch.device | str, dtype: str | None) -> contextlib.AbstractContextManager:
@@ -52,7 +91,8 @@ class ForwardLossTrainer(SupervisedTrainer):
     - ``prepare_batch``: a callable ``(batch, device, non_blocking) -> batch dict`` applied to each
       collated batch first (MONAI's default, which returns an ``(image, label)`` pair, is not called:
       these trainers read their keys from the dict themselves);
-    - ``autocast_dtype``: ``"bfloat16"`` or ``"float16"`` autocast of the forward pass; with float16 on
+    - ``autocast_dtype``: ``"bfloat16"`` or ``"float16"`` autocast of the forward pass, or ``"auto"``:
+      bfloat16 where the device runs it natively, else float32 with a logged note; with float16 on
       CUDA the loss is scaled by a ``torch.amp.GradScaler``, as ``SupervisedTrainer(amp=True)`` does;
     - ``accumulation_steps``: gradients of that many batches are summed (each loss divided by it) before
       one optimiser step, with a step at every epoch's end, as MONAI's ``GradientAccumulation``;
@@ -66,12 +106,12 @@ class ForwardLossTrainer(SupervisedTrainer):
         super().__init__(*args, **kwargs)  # decollate=True, MONAI's default: tracking handlers read output[0]
         if accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
-        self.autocast_dtype = autocast_dtype
-        autocast_context(self.state.device, autocast_dtype)  # validate the dtype now, not at iteration 1
+        self.autocast_dtype = resolve_autocast_dtype(self.state.device, autocast_dtype)
+        autocast_context(self.state.device, self.autocast_dtype)  # validate the dtype now, not at iteration 1
         self.channels_last = channels_last
         self.accumulation_steps = accumulation_steps
         on_cuda = torch.device(self.state.device).type == "cuda"
-        self.grad_scaler = torch.amp.GradScaler("cuda") if autocast_dtype == "float16" and on_cuda else None
+        self.grad_scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == "float16" and on_cuda else None
         self._network_format: torch.memory_format | None = None
 
     def _to_device(self, batch: Mapping[str, Any], key: str) -> torch.Tensor:

@@ -53,7 +53,7 @@ from camcontrast_monai.apps.bench.step import (
 from camcontrast_monai.apps.bundle import bundle_item
 from camcontrast_monai.data.datasets import FixedCropDataset
 from camcontrast_monai.engines.heatmaps import generate_heatmaps
-from camcontrast_monai.engines.trainers import Stage2Trainer, autocast_context
+from camcontrast_monai.engines.trainers import Stage2Trainer, autocast_context, resolve_autocast_dtype
 from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.networks.contrastive import CAMContrastNet
@@ -424,7 +424,7 @@ def _resolve_precision(precision: str, device: torch.device) -> tuple[str, list[
     """
     notes: list[str] = []
     if precision == "shipped":
-        autocast_dtype = bundle_item("autocast_dtype")
+        autocast_dtype = resolve_autocast_dtype(device, bundle_item("autocast_dtype"))
         precision = ("bf16" if autocast_dtype == "bfloat16" else "fp32") + ("+channels_last" if bundle_item("channels_last") else "")
         notes.append(f"precision shipped -> {precision}: the fundus bundle's autocast_dtype and channels_last")
     elif precision == "auto":

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from camcontrast_monai.engines.trainers import autocast_context
+from camcontrast_monai.engines.trainers import autocast_context, bf16_supported
 from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
 from camcontrast_monai.networks.contrastive import CAMContrastNet
 from camcontrast_monai.utils.runtime import tune_malloc
@@ -62,22 +62,6 @@ def matmul_peak_gflops(
         synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2.0 * size**3 / max(best, 1e-12) / 1e9
-
-
-def bf16_supported() -> tuple[bool, str]:
-    """Whether bfloat16 autocast works on this CPU, and a note saying why not."""
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # older/other builds: fall back to trying it
-        native = True
-    if not native:
-        return False, f"CPU lacks native bf16 support (capability {torch.backends.cpu.get_cpu_capability()})"
-    try:
-        with autocast_context("cpu", "bfloat16"):
-            torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3))
-    except RuntimeError as error:  # pragma: no cover - depends on the build
-        return False, f"bf16 autocast failed: {error}"
-    return True, ""
 
 
 def _measure_peaks(size: int, bf16: bool, device: torch.device) -> dict[str, float]:
