@@ -1,0 +1,136 @@
+"""``camcontrast bench compare``: pretraining methods x downstream tasks x label fractions x seeds, and a report.
+
+Every run goes through the fundus bundle's configs (a snapshot of them taken at the first start, so a
+comparison that is resumed later keeps running the configs it started with). Each method is pretrained
+once per seed with the same data, the same stage-2 schedule (epochs, batch size, optimiser, learning
+rate) and the same encoder; each downstream run is fine-tuned with every learning rate of the same grid
+for every method. For each method, task and label fraction, the learning rate with the best mean
+validation score over seeds is selected, and the test scores of that learning rate are reported as
+mean +- std over seeds.
+
+The runner resumes where it stopped: a finished pretraining is recognised by its encoder file (and
+CAMContrast's stages by the classifier and heatmap datalist), a finished fine-tuning run by its
+``test_metrics.json``; an interrupted run restarts from its last checkpoint.
+
+Method specs: ``random``, ``camcontrast``, ``simclr``, ``simclr-crop``, ``supce``, ``supce-crop``,
+``supcon``, ``supcon-crop``, each optionally followed by ``:`` separated ablation names (see
+:data:`ABLATIONS`) or ``key=value`` config overrides for pretraining, e.g.
+``camcontrast:no_attention`` or ``camcontrast:temperature=0.1`` or ``supce-crop:encoder_name=resnet34``.
+``encoder_name`` also applies to fine-tuning; every other override applies to pretraining only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from camcontrast_monai.apps.compare.checks import (
+    _crop_features,
+    _embedding_maps,
+    _probe_methods,
+    _trivial_scores,
+    crop_probes,
+    probe_check,
+)
+from camcontrast_monai.apps.compare.plan import (
+    ABLATIONS,
+    BASELINES,
+    PLANS,
+    POWER_FRACTION,
+    POWER_METHOD,
+    ComparePlan,
+    MethodSpec,
+    _parse_grid,
+    parse_method,
+)
+from camcontrast_monai.apps.compare.report import _write_report
+from camcontrast_monai.apps.compare.runs import (
+    _check_plan,
+    _command_line,
+    _pretrain_and_finetune,
+    _Runner,
+    _step_count,
+    _write_data,
+)
+from camcontrast_monai.apps.compare.summary import paired_differences, power_check, select_and_summarise
+
+__all__ = [
+    "ABLATIONS",
+    "BASELINES",
+    "PLANS",
+    "ComparePlan",
+    "MethodSpec",
+    "paired_differences",
+    "parse_method",
+    "power_check",
+    "run_compare",
+    "select_and_summarise",
+]
+
+
+def run_compare(
+    out: str = "compare_output",
+    methods: str | Sequence[str] = "camcontrast,supce-crop,simclr-crop,random",
+    tasks: str | Sequence[str] = "grading,lesions",
+    fractions: float | str | Sequence[float] = 0.25,
+    seeds: int | str | Sequence[int] = "0,1,2",
+    preset: str = "default",
+    dataset_dir: str | None = None,
+    num_workers: int = 2,
+    embedding_map: bool = True,
+    shared_pretraining: bool = False,
+    report_only: bool = False,
+) -> Path:
+    """Pretraining methods x downstream tasks x label fractions x seeds -> report (resumes where it stopped).
+
+    Writes ``<out>/report`` and returns the report folder.
+
+    Args:
+        out: folder for data, runs and the report (report/README.md); rerun the same command to resume.
+        methods: comma-separated specs: random, camcontrast, simclr[-crop], supce[-crop], supcon[-crop],
+            each optionally with ":ablation" or ":key=value" overrides, e.g. "camcontrast:no_attention".
+        tasks: comma-separated downstream tasks: grading, lesions, disc_cup, vessels.
+        fractions: comma-separated label fractions of the training split.
+        seeds: comma-separated seeds (each seed pretrains, splits and fine-tunes anew).
+        preset: sizes and learning-rate grid: "default" (about an hour on 2 CPU cores) or "tiny" (a smoke run).
+        dataset_dir: a folder with pretrain/ and downstream/ in the fundus bundle's layout; default:
+            synthetic data written under out/data.
+        num_workers: data-loading worker processes.
+        embedding_map: also draw UMAP maps of the first seed's encoders' crop representations (Fig. 8).
+        shared_pretraining: pretrain each method once (first seed) and fine-tune every seed from it.
+        report_only: run nothing; write the report from the runs finished so far (for the given seeds).
+
+    ``report_only`` runs nothing: it lists what is done and writes the report from the finished runs
+    (a cell needs every given seed at a learning rate; pass the finished seeds to see a partial table).
+
+    With ``shared_pretraining`` every method is pretrained once, with the first seed, and every seed's
+    fine-tuning starts from that encoder: the spread over seeds then covers splits and fine-tuning but
+    not pretraining (cheaper by the number of seeds in pretraining time).
+    """
+    plan, grid = _parse_grid(preset, methods, tasks, fractions, seeds)
+    out_dir = Path(out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = _command_line(out_dir, grid, preset, dataset_dir, shared_pretraining)
+    runner = _Runner(out_dir, _step_count(grid, plan, shared_pretraining), report_only)
+    _check_plan(out_dir, preset, plan, dataset_dir, shared_pretraining)
+    runner.snapshot()
+    data_dir = Path(dataset_dir).resolve() if dataset_dir else out_dir / "data"
+    if not dataset_dir:
+        _write_data(data_dir, plan)
+    common = {"dataset_dir": str(data_dir), "width": plan.width, "num_workers": num_workers}
+    encoders = _pretrain_and_finetune(runner, grid, plan, common, shared_pretraining)
+    probes = _probe_methods(out_dir, runner.bundle, grid.methods, encoders, plan, common, report_only)
+    rows = select_and_summarise(out_dir, grid.methods, grid.tasks, grid.fractions, grid.seeds, plan.lr_grid)
+    power_rows = select_and_summarise(out_dir, [POWER_METHOD], grid.tasks, [POWER_FRACTION], grid.seeds, plan.lr_grid)
+    power = power_check(power_rows, _trivial_scores(runner, grid, plan, common))
+    checks = probe_check(out_dir, runner.bundle, rows, grid, plan, common, encoders, report_only)
+    crops = _crop_features(out_dir, grid.methods, plan, grid.seeds[0], common) if embedding_map else {}
+    picture = _embedding_maps(out_dir, crops, grid.seeds[0])
+    crop_rows = crop_probes(crops, seed=grid.seeds[0])
+    report = _write_report(
+        out_dir, rows, plan, grid, command, runner.commands, time.perf_counter() - runner.started, picture,
+        shared_pretraining, probes, power, checks, crop_rows,
+    )  # fmt: skip
+    print(f"report written to {report / 'README.md'}", flush=True)
+    return report

@@ -1,0 +1,225 @@
+"""Running a comparison's bundle configs: the resumable runner, the pretraining of every method and the fine-tuning of every task."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shlex
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from camcontrast_monai.apps.bundle import bundle_path, run_bundle
+from camcontrast_monai.apps.compare.plan import (
+    BASELINES,
+    CLASSIFICATION_TASKS,
+    POWER_FRACTION,
+    POWER_METHOD,
+    ComparePlan,
+    MethodSpec,
+    _Grid,
+)
+from camcontrast_monai.report.tables import write_json
+
+logger = logging.getLogger(__name__)
+
+
+def _cli_value(value: Any) -> str:
+    """A shell word that fire (``monai.bundle run``, ``camcontrast``) parses back to ``value``: Python literals."""
+    return shlex.quote(value if isinstance(value, str) else repr(value))
+
+
+class _Runner:
+    """Runs bundle configs from the snapshot, records each equivalent ``monai.bundle run`` command."""
+
+    def __init__(self, out_dir: Path, total: int, report_only: bool = False) -> None:
+        self.out_dir = out_dir
+        self.report_only = report_only
+        self.bundle = out_dir / "bundle"
+        self.commands: list[dict[str, str]] = []
+        self.started = time.perf_counter()
+        self.total, self.done = total, 0
+
+    def snapshot(self) -> None:
+        if (self.bundle / "configs").is_dir():
+            print(f"resuming with the config snapshot in {self.bundle / 'configs'}", flush=True)
+            return
+        temporary = self.out_dir / "bundle.partial"
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.copytree(bundle_path() / "configs", temporary / "configs")
+        temporary.rename(self.bundle)
+
+    def command(self, configs: Sequence[str], workflow_type: str | None, overrides: Mapping[str, Any]) -> str:
+        parts = ["python -m monai.bundle run"]
+        if workflow_type:
+            parts.append(f"--workflow_type {workflow_type}")
+        files = [str(self.bundle / "configs" / name) for name in configs]
+        parts.append(f"--config_file {_cli_value(json.dumps(files))}")
+        parts.append(f"--meta_file {_cli_value(str(self.bundle / 'configs' / 'metadata.json'))}")
+        parts.append(f"--logging_file {_cli_value(str(self.bundle / 'configs' / 'logging.conf'))}")
+        parts += [f"--{key} {_cli_value(value)}" for key, value in overrides.items()]
+        return " ".join(parts)
+
+    def step(self, what: str, done: bool, configs: Sequence[str], workflow_type: str | None, key: str, **overrides: Any) -> None:
+        self.done += 1
+        overrides = {"bundle_root": str(self.bundle), **overrides}
+        self.commands.append({"run": key, "command": self.command(configs, workflow_type, overrides)})
+        elapsed = time.perf_counter() - self.started
+        if done:
+            print(f"[{self.done}/{self.total}] {what}: done earlier, skipped  ({elapsed:.0f} s elapsed)", flush=True)
+            return
+        if self.report_only:
+            print(f"[{self.done}/{self.total}] {what}: not run yet", flush=True)
+            return
+        print(f"[{self.done}/{self.total}] {what}  ({elapsed:.0f} s elapsed)", flush=True)
+        run_bundle(self.bundle, configs, workflow_type, **overrides)
+
+
+def _check_plan(out_dir: Path, preset: str, plan: ComparePlan, dataset_dir: str | None, shared_pretraining: bool) -> None:
+    """Record the sizes in ``plan.json``; refuse to resume a folder that was started with other sizes."""
+    recorded = {
+        "preset": preset, "plan": dataclasses.asdict(plan), "dataset_dir": dataset_dir,
+        "shared_pretraining": shared_pretraining,
+    }  # fmt: skip
+    recorded = json.loads(json.dumps(recorded))  # tuples -> lists, as read back
+    path = out_dir / "plan.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != recorded:
+            raise ValueError(
+                f"{out_dir} holds runs made with other sizes or data ({path}); resuming would mix them. "
+                "Use a new --out folder, or the preset and dataset it was started with."
+            )
+        return
+    write_json(recorded, path)
+
+
+def _write_data(data_dir: Path, plan: ComparePlan) -> None:
+    from camcontrast_monai.synthetic import write_fundus_dataset, write_refuge_dataset
+
+    marker = data_dir / "complete.json"
+    if marker.is_file():
+        return
+    print(f"synthetic fundus data: {plan.n_pretrain} pretraining + {plan.n_downstream} downstream images", flush=True)
+    write_fundus_dataset(data_dir / "pretrain", n=plan.n_pretrain, seed=0, image_size=plan.image_size * 2)
+    write_fundus_dataset(data_dir / "downstream", n=plan.n_downstream, seed=1000, image_size=plan.image_size * 2)
+    if plan.n_refuge:
+        print(f"synthetic REFUGE-like glaucoma data: {plan.n_refuge} images", flush=True)
+        write_refuge_dataset(data_dir / "refuge", n=plan.n_refuge, seed=2000, image_size=plan.image_size * 2)
+    write_json({"n_pretrain": plan.n_pretrain, "n_downstream": plan.n_downstream, "n_refuge": plan.n_refuge}, marker)
+
+
+def _pretrain(runner: _Runner, method: MethodSpec, seed: int, plan: ComparePlan, common: Mapping[str, Any]) -> str | None:
+    """Pretrain ``method`` with ``seed`` (unless done) and return its encoder path (None: random init)."""
+    if method.kind == "random":
+        return None
+    run_dir = runner.out_dir / "runs" / "pretrain" / method.slug / f"seed{seed}"
+    encoder_path = run_dir / "encoder.pt"
+    shared = {
+        **common, "output_dir": str(run_dir), "encoder_path": str(encoder_path), "seed": seed,
+        "image_size": plan.image_size, "pretrain_epochs": plan.pretrain_epochs,
+        "pretrain_batch_size": plan.pretrain_batch_size, "pretrain_lr": plan.pretrain_lr, **method.overrides,
+    }  # fmt: skip
+    key = f"pretrain {method.spec} seed {seed}"
+    if method.kind == "camcontrast":
+        # caching the decoded, resized images (the default re-reads them every epoch) changes no result, only time
+        runner.step(
+            f"{key}: stage 1", (run_dir / "stage1" / "classifier.pt").is_file(), ["common.json", "stage1.json"], "train",
+            key, **shared, stage1_epochs=plan.stage1_epochs, stage1_batch_size=plan.stage1_batch_size,
+            **{"train#dataset#cache_rate": 1.0},
+        )  # fmt: skip
+        runner.step(
+            f"{key}: heatmaps", (run_dir / "heatmaps" / "heatmap_datalist.json").is_file(),
+            ["common.json", "heatmaps.json"], None, key, **shared,
+        )  # fmt: skip
+        runner.step(f"{key}: stage 2", encoder_path.is_file(), ["common.json", "pretrain.json"], "train", key, **shared)
+    else:
+        configs = ["common.json", "pretrain.json", "pretrain_baseline.json", BASELINES[method.kind]]
+        runner.step(key, encoder_path.is_file(), configs, "train", key, **shared, fixed_crops=method.fixed_crops)
+    return str(encoder_path)
+
+
+def _finetune_dir(out_dir: Path, task: str, method: MethodSpec, fraction: float, lr: float, seed: int) -> Path:
+    return out_dir / "runs" / "finetune" / task / method.slug / f"fraction{fraction:g}" / f"lr{lr:g}" / f"seed{seed}"
+
+
+def _task_run(task: str, plan: ComparePlan) -> tuple[list[str], dict[str, Any]]:
+    """The configs and the plan's overrides of one downstream task's fine-tuning."""
+    if task in CLASSIFICATION_TASKS:
+        config = "finetune_cls.json" if task == "grading" else "finetune_glaucoma.json"
+        return ["common.json", config], {
+            "image_size": plan.cls_image_size, "crop_size": plan.cls_crop_size,
+            "finetune_batch_size": plan.finetune_batch_size, "finetune_epochs": plan.finetune_epochs,
+        }  # fmt: skip
+    return ["common.json", "finetune_seg.json"], {
+        "seg_task": task, "image_size": plan.seg_image_size, "finetune_batch_size": plan.seg_batch_size,
+        "finetune_epochs": plan.seg_epochs,
+    }  # fmt: skip
+
+
+def _finetune(
+    runner: _Runner, method: MethodSpec, encoder: str | None, task: str, fraction: float, lr: float, seed: int,
+    plan: ComparePlan, common: Mapping[str, Any],
+) -> None:  # fmt: skip
+    run_dir = _finetune_dir(runner.out_dir, task, method, fraction, lr, seed)
+    configs, task_overrides = _task_run(task, plan)
+    overrides = {
+        **common, "output_dir": str(runner.out_dir / "runs"), "finetune_dir": str(run_dir), "seed": seed,
+        "init": method.spec, "init_weights": encoder, "label_fraction": fraction, "finetune_lr": lr,
+        **method.finetune_overrides, **task_overrides,
+    }  # fmt: skip
+    what = f"fine-tune {task} from {method.spec}, fraction {fraction:g}, lr {lr:g}, seed {seed}"
+    done = (run_dir / "test_metrics.json").is_file()
+    runner.step(what, done, configs, "train", what, **overrides)
+
+
+def _command_line(out_dir: Path, grid: _Grid, preset: str, dataset_dir: str | None, shared_pretraining: bool) -> str:
+    """The ``camcontrast bench compare`` command that reruns (resumes) this comparison, for the report."""
+    return "camcontrast bench compare " + " ".join(
+        f"--{k} {_cli_value(v)}" for k, v in {
+            "out": str(out_dir), "methods": ",".join(m.spec for m in grid.methods), "tasks": ",".join(grid.tasks),
+            "fractions": ",".join(f"{f:g}" for f in grid.fractions), "seeds": ",".join(map(str, grid.seeds)),
+            "preset": preset, **({"dataset_dir": dataset_dir} if dataset_dir else {}),
+            **({"shared_pretraining": True} if shared_pretraining else {}),
+        }.items()
+    )  # fmt: skip
+
+
+def _step_count(grid: _Grid, plan: ComparePlan, shared_pretraining: bool) -> int:
+    """How many bundle runs the grid needs (CAMContrast pretrains in 3: stage 1, heatmaps, stage 2)."""
+    pretrain_steps = sum(3 if m.kind == "camcontrast" else 0 if m.kind == "random" else 1 for m in grid.methods)
+    finetune_steps = len(grid.methods) * sum(len(plan.lr_grid[t]) for t in grid.tasks) * len(grid.fractions)
+    power_steps = sum(len(plan.lr_grid[t]) for t in grid.tasks) if _needs_power_runs(grid) else 0
+    pretrainings = 1 if shared_pretraining else len(grid.seeds)
+    return pretrainings * pretrain_steps + len(grid.seeds) * (finetune_steps + power_steps)
+
+
+def _pretrain_and_finetune(
+    runner: _Runner, grid: _Grid, plan: ComparePlan, common: Mapping[str, Any], shared_pretraining: bool
+) -> dict[tuple[str, int], str | None]:
+    """Every pretraining and fine-tuning run of the grid (each skipped if done); the encoder path of each
+    ``(method spec, pretraining seed)``."""
+    encoders: dict[tuple[str, int], str | None] = {}
+    power_runs = _needs_power_runs(grid)
+    for seed in grid.seeds:
+        pretrain_seed = grid.seeds[0] if shared_pretraining else seed
+        for method in grid.methods:
+            if (method.spec, pretrain_seed) not in encoders:
+                encoders[method.spec, pretrain_seed] = _pretrain(runner, method, pretrain_seed, plan, common)
+            encoder = encoders[method.spec, pretrain_seed]
+            for task in grid.tasks:
+                for fraction in grid.fractions:
+                    for lr in plan.lr_grid[task]:
+                        _finetune(runner, method, encoder, task, fraction, lr, seed, plan, common)
+        for task in grid.tasks if power_runs else ():
+            for lr in plan.lr_grid[task]:
+                _finetune(runner, POWER_METHOD, None, task, POWER_FRACTION, lr, seed, plan, common)
+    return encoders
+
+
+def _needs_power_runs(grid: _Grid) -> bool:
+    """Whether the power check needs runs of its own: random init at ``POWER_FRACTION`` is not in the grid."""
+    return not (any(m.spec == POWER_METHOD.spec for m in grid.methods) and POWER_FRACTION in grid.fractions)
