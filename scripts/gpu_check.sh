@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Issue-7 device check: `bench step` and `bench pipeline` on one GPU at the paper's sizes (224-px crops,
-# batch 120, width-64 U-Net encoder, bf16 autocast), with crops/s, peak GPU memory, the achieved fraction
-# of the GPU's measured bf16 matmul peak, and projections of the paper's full runs.
+# Device check (issues 7 and 18): `bench step` and `bench pipeline` on one GPU at the paper's sizes (224-px
+# crops, batch 120, width-64 U-Net encoder, bf16 autocast), with crops/s, peak GPU memory, the achieved
+# fraction of the GPU's measured bf16 matmul peak for each tuning (channels_last, cudnn benchmark, fused SGD,
+# torch.compile, each on top of the last), whether issue 18's goals are met (compute >= 40 % of the peak,
+# pipeline >= 0.85 of compute), and projections of the paper's full runs.
 #
 #   bash scripts/gpu_check.sh                      # on the GPU machine, from the repository root
 #   DEVICE=cpu WIDTH=2 CROP=32 BATCH=4 STEPS=1 ROUNDS=1 WORKERS=0 PEAK=256 bash scripts/gpu_check.sh   # CPU smoke
@@ -22,5 +24,5 @@ fi
 exec "$PYTHON" -m camcontrast_monai.apps.cli bench gpu \
     --device "${DEVICE:-cuda}" --width "${WIDTH:-64}" --crop_size "${CROP:-224}" --batch_size "${BATCH:-120}" \
     --steps "${STEPS:-5}" --warmup "${WARMUP:-2}" --rounds "${ROUNDS:-3}" --num_workers "${WORKERS:-8}" \
-    --peak_size "${PEAK:-8192}" --variants "${VARIANTS:-fp32,bf16,bf16+channels_last}" \
+    --peak_size "${PEAK:-8192}" --variants "${VARIANTS:-fp32,bf16,bf16+channels_last,bf16+channels_last+cudnn_benchmark,bf16+channels_last+cudnn_benchmark+fused,bf16+channels_last+cudnn_benchmark+fused+compile}" \
     --precision "${PRECISION:-bf16}" --json_out "$RESULT"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -64,6 +65,25 @@ def test_bench_step_structure_and_sanity(capsys):
     assert report["loss_max_abs_diff_vs_fp32"]["fp32"] == 0.0
     assert report["loss_max_rel_diff_vs_fp32"]["fp32"] == 0.0
     assert format_report(report).splitlines()[0].startswith("stage-2 train step")
+
+
+def test_step_tunings_are_measured_on_their_own_and_cudnn_only_on_cuda():
+    from camcontrast_monai.apps.bench.step import split_step_variant
+
+    assert split_step_variant("bf16+channels_last+fused+compile") == ("bf16+channels_last", frozenset({"fused", "compile"}))
+    assert split_step_variant("fp32") == ("fp32", frozenset())
+    with pytest.raises(ValueError, match="twice"):
+        split_step_variant("fp32+fused+fused")
+    with pytest.raises(ValueError, match="unknown variant"):
+        split_step_variant("fp16+fused")
+    report = bench_step(
+        width=2, crop_size=32, batch_size=4, steps=2, warmup=1, rounds=1, variants="fp32,fp32+fused,fp32+cudnn_benchmark",
+        peak_size=256, verbose=False,
+    )  # fmt: skip
+    assert set(report["variants"]) == {"fp32", "fp32+fused"}
+    assert "skipped fp32+cudnn_benchmark: cudnn_benchmark is for CUDA" in report["notes"]
+    # a fused SGD takes the same steps: the same losses from the same weights and batches
+    assert report["loss_max_rel_diff_vs_fp32"]["fp32+fused"] < 1e-5
 
 
 def test_matmul_peak_positive():

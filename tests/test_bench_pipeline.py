@@ -131,6 +131,7 @@ def test_gpu_check_script_runs_on_cpu_at_small_sizes(tmp_path):
     assert "== summary (cpu" in out and "of its dtype's matmul peak" in out
     assert "projection ODIR fundus, 25k steps at batch 120" in out and "8 devices" in out
     assert "per-crop augmentation in workers" in out and "batched augmentation" in out
+    assert "goal pipeline >= 0.85 of its compute bound" in out
     saved = json.loads((tmp_path / "gpu_check.json").read_text())
     assert saved["pipeline"]["config"]["batched_augmentation"] and not saved["pipeline_per_crop"]["config"]["batched_augmentation"]
     summary = saved["summary"]

@@ -27,11 +27,13 @@ from camcontrast_monai.networks.contrastive import CAMContrastNet
 from camcontrast_monai.utils.runtime import tune_malloc
 
 __all__ = [
-    "KNOWN_VARIANTS", "bench_step", "bf16_supported", "count_step_flops", "format_report", "matmul_peak_gflops", "parse_variant",
-    "spread", "synchronize",
+    "KNOWN_VARIANTS", "STEP_TUNINGS", "bench_step", "bf16_supported", "count_step_flops", "format_report", "matmul_peak_gflops", "parse_variant",
+    "split_step_variant", "spread", "synchronize",
 ]  # fmt: skip
 
 KNOWN_VARIANTS = ("fp32", "bf16", "fp32+channels_last", "bf16+channels_last")
+# what bench step may add to a variant, each measured on its own: "bf16+channels_last+cudnn_benchmark+fused"
+STEP_TUNINGS = ("cudnn_benchmark", "fused", "compile")
 HEATMAP_STRIDE = 16  # heatmaps are (S/16, S/16) for an S-pixel crop, as in the real pipeline
 TEMPERATURE = 0.05
 LEARNING_RATE = 0.003
@@ -69,6 +71,18 @@ def _measure_peaks(size: int, bf16: bool, device: torch.device) -> dict[str, flo
     if bf16:
         peaks["bf16"] = matmul_peak_gflops(size, torch.bfloat16, device=device)
     return peaks
+
+
+def split_step_variant(variant: str) -> tuple[str, frozenset[str]]:
+    """A ``bench step`` variant as its precision variant (one of :data:`KNOWN_VARIANTS`) and its tunings
+    (:data:`STEP_TUNINGS`: ``cudnn_benchmark``, a ``fused`` SGD, ``compile`` with ``torch.compile``)."""
+    parts = variant.split("+")
+    tunings = [part for part in parts if part in STEP_TUNINGS]
+    base = "+".join(part for part in parts if part not in STEP_TUNINGS)
+    if len(set(tunings)) != len(tunings):
+        raise ValueError(f"variant {variant!r} names a tuning twice")
+    parse_variant(base)
+    return base, frozenset(tunings)
 
 
 def parse_variant(variant: str) -> tuple[str | None, bool]:
@@ -133,7 +147,10 @@ def bench_step(
         steps: timed steps per variant and round.
         warmup: untimed steps before each timing.
         rounds: the variants run alternately this many times; min/median/max are over rounds.
-        variants: comma-separated subset of fp32, bf16, fp32+channels_last, bf16+channels_last (or a sequence).
+        variants: comma-separated subset of fp32, bf16, fp32+channels_last, bf16+channels_last (or a sequence),
+            each optionally with tunings measured on their own: ``+cudnn_benchmark`` (CUDA only), ``+fused``
+            (a fused SGD) and ``+compile`` (``torch.compile``, compiled in the warm-up steps), e.g.
+            ``bf16+channels_last+cudnn_benchmark+fused+compile``.
         spatial_dims: 2 for images, 3 for volumes (cubic crops of side ``crop_size``).
         seed: seed of the weights and the random batches.
         verbose: print the table.
@@ -155,7 +172,7 @@ def bench_step(
     on_gpu = device_t.type == "cuda"
 
     bf16_ok, bf16_note = (torch.cuda.is_bf16_supported(), "GPU lacks bf16") if on_gpu else bf16_supported()
-    runnable, notes = _runnable_variants(variants, spatial_dims, bf16_ok, bf16_note)
+    runnable, notes = _runnable_variants(variants, spatial_dims, bf16_ok, bf16_note, device_t.type)
 
     torch.manual_seed(seed)
     network = CAMContrastNet(spatial_dims=spatial_dims, width=width).to(device_t).train()
@@ -222,7 +239,7 @@ def _check_step_arguments(
     if not variants:
         raise ValueError("need at least one variant")
     for variant in variants:
-        parse_variant(variant)
+        split_step_variant(variant)
     return variants
 
 
@@ -243,16 +260,19 @@ def _random_batches(
 
 
 def _runnable_variants(
-    variants: Sequence[str], spatial_dims: int, bf16_ok: bool, bf16_note: str
+    variants: Sequence[str], spatial_dims: int, bf16_ok: bool, bf16_note: str, device_type: str
 ) -> tuple[list[str], list[str]]:
     """The variants this device can run, and a note for each one skipped."""
     runnable, notes = [], []
     for variant in variants:
-        autocast_dtype, channels_last = parse_variant(variant)
+        base, tunings = split_step_variant(variant)
+        autocast_dtype, channels_last = parse_variant(base)
         if autocast_dtype and not bf16_ok:
             notes.append(f"skipped {variant}: {bf16_note}")
         elif channels_last and spatial_dims != 2:
             notes.append(f"skipped {variant}: channels_last is 2D only")
+        elif "cudnn_benchmark" in tunings and device_type != "cuda":
+            notes.append(f"skipped {variant}: cudnn_benchmark is for CUDA")
         else:
             runnable.append(variant)
     return runnable, notes
@@ -268,12 +288,16 @@ def _time_variant(
 ) -> tuple[float, list[float], int]:
     """One run of ``variant`` from the initial weights and a fresh SGD over ``batches``: the seconds of the
     steps after ``warmup``, every step's loss, and the peak GPU memory in bytes (0 on the CPU)."""
-    autocast_dtype, channels_last = parse_variant(variant)
+    base, tunings = split_step_variant(variant)
+    autocast_dtype, channels_last = parse_variant(base)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     device = batches[0][0].device
     network.to(memory_format=memory_format)
     network.load_state_dict(initial_state)
-    optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, fused="fused" in tunings or None)
+    # the compiled module shares the network's parameters; compiling happens in the warm-up steps
+    step_network = torch.compile(network) if "compile" in tunings else network
+    torch.backends.cudnn.benchmark = "cudnn_benchmark" in tunings
     run_batches = [
         (image.contiguous(memory_format=memory_format), heatmap.contiguous(memory_format=memory_format))
         for image, heatmap in batches
@@ -281,12 +305,13 @@ def _time_variant(
     on_gpu = device.type == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
-    step_losses = [_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype) for image, heatmap in run_batches[:warmup]]
+    step_losses = [_train_step(step_network, loss_fn, optimizer, image, heatmap, autocast_dtype) for image, heatmap in run_batches[:warmup]]
     synchronize(device)
     start = time.perf_counter()
-    step_losses += [_train_step(network, loss_fn, optimizer, image, heatmap, autocast_dtype) for image, heatmap in run_batches[warmup:]]
+    step_losses += [_train_step(step_network, loss_fn, optimizer, image, heatmap, autocast_dtype) for image, heatmap in run_batches[warmup:]]
     synchronize(device)
     elapsed = time.perf_counter() - start
+    torch.backends.cudnn.benchmark = False
     return elapsed, [float(loss) for loss in step_losses], torch.cuda.max_memory_allocated(device) if on_gpu else 0
 
 
@@ -365,7 +390,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"({report['threads']} threads, {report['cpu_capability']})",
         f"FLOPs/step (fwd+bwd): {report['flops_per_step'] / 1e9:.2f} GFLOP; matmul peak: "
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items()),
-        f"{'variant':<20} {'crops/s med':>11} {'min':>8} {'max':>8} {'s/step':>8} {'GFLOP/s':>8} "
+        f"{'variant':<44} {'crops/s med':>11} {'min':>8} {'max':>8} {'s/step':>8} {'GFLOP/s':>8} "
         f"{'% peak':>7} {'x fp32':>7} {'|dloss|':>8} {'rel':>7} {'GPU MiB':>8}",
     ]
     for variant, row in report["variants"].items():
@@ -378,7 +403,7 @@ def format_report(report: dict[str, Any]) -> str:
         rel_text = f"{100 * rel:.1f}%" if rel is not None else "-"
         gpu = f"{row['peak_gpu_memory_mib']:.0f}" if row["peak_gpu_memory_mib"] is not None else "-"
         lines.append(
-            f"{variant:<20} {rate['median']:>11.2f} {rate['min']:>8.2f} {rate['max']:>8.2f} "
+            f"{variant:<44} {rate['median']:>11.2f} {rate['min']:>8.2f} {rate['max']:>8.2f} "
             f"{row['seconds_per_step']:>8.3f} {row['gflops']:>8.1f} {frac:>7} {ratio:>7} {diff_text:>8} {rel_text:>7}"
             f" {gpu:>8}"
         )
