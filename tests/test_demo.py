@@ -22,6 +22,20 @@ def test_every_setting_has_a_stage1_run_first_and_a_run_for_each_init():
             assert inits.count("random") == inits.count("camcontrast") > 0
 
 
+def test_the_gpu_preset_is_the_fundus_setting_at_the_papers_width_and_crop_in_bf16():
+    from camcontrast_monai.apps.demo.driver import demo_plan, demo_setting
+
+    fundus = demo_setting("fundus")
+    plan = demo_plan(fundus, "gpu")
+    assert plan.width == 64 and plan.image_size // 2 == 224 and plan.pretrain_batch_size == 120
+    assert plan.precision_overrides == {"autocast_dtype": "auto", "channels_last": True}
+    assert plan.source_scale == 1 and fundus.full.source_scale == 2
+    # the CPU plans leave the bundle's precision alone
+    assert fundus.full.precision_overrides == {} and demo_plan(fundus, "quick") is fundus.quick
+    with pytest.raises(SystemExit, match="no preset 'gpu'; choose one of \\['full', 'quick'\\]"):
+        demo_plan(demo_setting("cxr"), "gpu")
+
+
 def test_an_unknown_setting_is_refused_by_name():
     with pytest.raises(SystemExit, match="unknown demo bundle 'ct'"):
         run_demo(bundle="ct")
