@@ -150,6 +150,12 @@ def _batch_size(batch: Mapping[str, Any]) -> int:
     return int(next(value for value in batch.values() if torch.is_tensor(value)).shape[0])
 
 
+def _cache_note(dataset: Any) -> str:
+    """The data set's class, and for a MONAI ``CacheDataset`` how many of its items it holds decoded."""
+    cached = getattr(dataset, "cache_num", None)
+    return type(dataset).__name__ + (f" ({cached}/{len(dataset)} cached)" if cached is not None else "")
+
+
 def _workflow(bundle: Path, spec: StageSpec, overrides: Mapping[str, Any]) -> Any:
     from monai.bundle import ConfigWorkflow
 
@@ -163,19 +169,21 @@ def _workflow(bundle: Path, spec: StageSpec, overrides: Mapping[str, Any]) -> An
 
 
 def _bench_stage(
-    bundle: Path, stage: str, root: Path, common: Mapping[str, Any], plan: Any, epochs: int, rounds: int
-) -> dict[str, Any]:
-    """Alternate shipped runs and compute loops of one stage; each round builds the workflow afresh (untimed)."""
+    bundle: Path, stage: str, root: Path, common: Mapping[str, Any], plan: Any, epochs: int, rounds: int,
+    overrides: Mapping[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Alternate shipped runs and compute loops of one stage (``overrides`` last, over the demo's sizes); each
+    round builds the workflow afresh (untimed)."""
     spec = STAGES[stage]
     shipped: list[dict[str, float]] = []
     compute: list[float] = []
     for round_index in range(rounds):
-        overrides = {
+        run_overrides = {
             **common, **_demo_sizes(stage, plan), spec.epochs_key: epochs,
             "output_dir": str(root / "runs" / stage / f"round{round_index}"),
-            "encoder_path": str(root / "runs" / stage / f"round{round_index}" / "encoder.pt"),
+            "encoder_path": str(root / "runs" / stage / f"round{round_index}" / "encoder.pt"), **overrides,
         }  # fmt: skip
-        workflow = _workflow(bundle, spec, overrides)
+        workflow = _workflow(bundle, spec, run_overrides)
         shipped.append(_run_shipped(workflow))
         trainer = workflow.parser.get_parsed_content("train#trainer")
         batches = list(itertools.islice(trainer.data_loader, trainer.state.epoch_length))
@@ -188,7 +196,7 @@ def _bench_stage(
         "shipped_over_compute": spread([r["images_per_s"] / c for r, c in zip(shipped, compute, strict=True)]),
         "validation_fraction": spread([r["validation_fraction"] for r in shipped]),
         "images_per_epoch": shipped[0]["images"] // epochs, "batch_size": loader.batch_size,
-        "num_workers": loader.num_workers, "cached": type(loader.dataset).__name__,
+        "num_workers": loader.num_workers, "cached": _cache_note(loader.dataset),
     }  # fmt: skip
 
 
@@ -201,6 +209,7 @@ def bench_stages(
     seed: int = 0,
     workdir: str | None = None,
     quick: bool = False,
+    overrides: Mapping[str, Any] | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Images/s of each training stage as the fundus bundle ships it, against its own pure-compute loop.
@@ -215,6 +224,8 @@ def bench_stages(
         seed: seed of the synthetic data and the runs.
         workdir: where data and runs are written (default: a temporary folder, deleted afterwards).
         quick: the quick demo's tiny sizes instead of the full demo's (a smoke run, not a measurement).
+        overrides: bundle overrides of every stage's run on top of the demo's, to measure a change before
+            shipping it, e.g. ``{"train#dataset#cache_rate": 1.0}``.
         verbose: print the table.
     """
     from camcontrast_monai.apps.demo.common import demo_overrides
@@ -237,10 +248,10 @@ def bench_stages(
             **demo_overrides(bundle, root, plan.width, seed, num_workers), "autocast_dtype": autocast_dtype,
             "channels_last": channels_last,
         }  # fmt: skip
-        rows = {stage: _bench_stage(bundle, stage, root, common, plan, epochs, rounds) for stage in stages}
+        rows = {stage: _bench_stage(bundle, stage, root, common, plan, epochs, rounds, overrides or {}) for stage in stages}
     report = {
         "config": {"epochs": epochs, "rounds": rounds, "precision": precision, "num_workers": num_workers, "seed": seed,
-                   "plan": dataclasses.asdict(plan)},
+                   "plan": dataclasses.asdict(plan), "overrides": dict(overrides or {})},
         "stages": rows, "threads": torch.get_num_threads(), "malloc_tuned": malloc_tuned,
     }  # fmt: skip
     if verbose:
