@@ -128,6 +128,26 @@ def test_fixed_cropsd_pairs_image_and_heatmap():
         assert (image_row // 4, image_col // 4) == (heat_row, heat_col)
 
 
+def test_image_crops_are_cut_on_the_heatmap_grid_where_the_centres_of_their_own_shapes_disagree():
+    from camcontrast_monai.transforms import SelectFixedCropd, paired_crop_boxes
+
+    # a 96-px image over a 6-cell heatmap (stride 16): by its own shape the image's centre crop starts at pixel 24,
+    # the heatmap's at cell 1 = pixel 16; on the heatmap's grid both start there
+    boxes = paired_crop_boxes({"image": (96, 96), "heatmap": (6, 6)})
+    assert boxes["heatmap"][4] == (slice(1, 4), slice(1, 4))
+    assert boxes["image"][4] == (slice(16, 64), slice(16, 64))
+    assert boxes["image"][:4] == fixed_crop_boxes((96, 96))[:4]  # the corners agree either way
+    # 3D, the paper's 80x96x80 volume over 10x12x10: the in-plane centre crop on the last axis starts at 16, not 20
+    volume = paired_crop_boxes({"image": (80, 96, 80), "heatmap": (10, 12, 10)})["image"]
+    assert volume[4] == (slice(0, 40), slice(24, 72), slice(16, 56))
+    # an image that is no integer multiple of its heatmap keeps the boxes of its own shape
+    assert paired_crop_boxes({"image": (100, 100), "heatmap": (6, 6)})["image"] == fixed_crop_boxes((100, 100))
+    sample = {"image": index_image(96, 96).float(), "heatmap": index_image(6, 6).float(), "crop_index": 4}
+    cropped = SelectFixedCropd()(sample)
+    assert int(cropped["image"][0, 0, 0]) == 16 * 96 + 16 and int(cropped["heatmap"][0, 0, 0]) == 1 * 6 + 1
+    assert [c["image"].shape for c in FixedCropsd()(sample)] == [(1, 48, 48)] * 5
+
+
 def test_fixed_cropsd_rejects_mismatched_dims():
     with pytest.raises(ValueError, match="different numbers"):
         FixedCropsd()({"image": torch.zeros(1, 8, 8, 8), "heatmap": torch.zeros(1, 4, 4)})

@@ -23,6 +23,7 @@ from camcontrast_monai.transforms.crops import (
     SelectFixedCropd,
     fixed_crop_boxes,
     fixed_crop_names,
+    paired_crop_boxes,
 )
 from camcontrast_monai.transforms.heatmap import (
     CAMHeatmap,
@@ -75,6 +76,7 @@ __all__ = [
     "RLEMask",
     "RLEMaskd",
     "fixed_crop_boxes",
+    "paired_crop_boxes",
     "fixed_crop_names",
     "resized_crop_flip_rotate_grid",
     "is_normal_label",

@@ -23,6 +23,7 @@ crop at a time with :class:`SelectFixedCropd` instead of writing every crop to d
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Hashable, Mapping, Sequence
 
 from monai.config import KeysCollection, NdarrayOrTensor
@@ -35,6 +36,7 @@ __all__ = [
     "FIXED_CROP_NAMES_3D",
     "fixed_crop_names",
     "fixed_crop_boxes",
+    "paired_crop_boxes",
     "FixedCrops",
     "FixedCropsd",
     "SelectFixedCrop",
@@ -92,6 +94,34 @@ def fixed_crop_boxes(spatial_shape: Sequence[int], include_center: bool = True) 
     return [prefix + plane for prefix in leading_halves for plane in in_plane]
 
 
+def paired_crop_boxes(
+    shapes: Mapping[Hashable, Sequence[int]], include_center: bool = True
+) -> dict[Hashable, list[tuple[slice, ...]]]:
+    """The fixed crop boxes of several arrays of one sample (an image and its heatmap), cut at the same places.
+
+    The boxes are laid on the grid of the coarsest array (the heatmap) and scaled to every array that is an
+    integer multiple of it on each axis, so an image crop covers exactly the pixels of its heatmap crop. Boxes
+    from each array's own shape would not: a 96-px image and its 6-cell heatmap put the centre crop at pixel 24
+    and at cell 1 (pixel 16). On that grid the centre crop sits at most half a heatmap cell from the image's
+    true centre. An array that is not such a multiple gets the boxes of its own shape, which line up only
+    approximately.
+    """
+    if not shapes:
+        return {}
+    grid_key = min(shapes, key=lambda key: math.prod(shapes[key]))
+    grid = tuple(int(size) for size in shapes[grid_key])
+    grid_boxes = fixed_crop_boxes(grid, include_center)
+    boxes = {}
+    for key, shape in shapes.items():
+        shape = tuple(int(size) for size in shape)
+        factors = [size // cells for size, cells in zip(shape, grid, strict=True)]
+        if all(size == factor * cells for size, factor, cells in zip(shape, factors, grid, strict=True)):
+            boxes[key] = [tuple(slice(s.start * f, s.stop * f) for s, f in zip(box, factors, strict=True)) for box in grid_boxes]
+        else:
+            boxes[key] = fixed_crop_boxes(shape, include_center)
+    return boxes
+
+
 def _crop(img: NdarrayOrTensor, box: tuple[slice, ...]) -> NdarrayOrTensor:
     # SpatialCrop updates a MetaTensor's affine and records the crop; plain arrays are just sliced
     if isinstance(img, MetaTensor):
@@ -127,11 +157,11 @@ class FixedCrops(Transform):
 class FixedCropsd(MapTransform):
     """Dictionary version of :class:`FixedCrops`: one sample -> a list of samples, one per crop.
 
-    Every key in ``keys`` is cropped by boxes computed from its OWN spatial shape, so a full-resolution
-    image and a feature-map-resolution heatmap (e.g. 224x224 and 14x14) are cut at the same relative
-    positions. When an image size is not an integer multiple of its heatmap size along some axis, the
-    crops are still taken but line up only approximately (each is half of its own array, rounded down).
-    The keys must have the same number of spatial dims, hence the same number of crops.
+    The keys are cropped at the same places (:func:`paired_crop_boxes`): the boxes are laid on the grid of
+    the coarsest key and scaled to the others, so a full-resolution image crop covers exactly the pixels of
+    its feature-map-resolution heatmap crop (e.g. 224x224 and 14x14). A key whose size is not an integer
+    multiple of the coarsest one gets boxes of its own shape, which line up only approximately. The keys
+    must have the same number of spatial dims, hence the same number of crops.
 
     Every other entry (image id, label, ...) is passed through unchanged to each crop's dictionary;
     such values are shared between the crops, not copied. ``crop_index_key`` receives the crop position
@@ -158,15 +188,13 @@ class FixedCropsd(MapTransform):
         self.crop_index_key = crop_index_key
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> list[dict[Hashable, NdarrayOrTensor]]:
-        crops = {key: self.cropper(data[key]) for key in self.key_iterator(data)}
-        if not crops:
+        keys = list(self.key_iterator(data))
+        if not keys:
             raise ValueError(f"none of the keys {self.keys} is in the data; nothing to crop.")
-        counts = {key: len(key_crops) for key, key_crops in crops.items()}
-        if len(set(counts.values())) != 1:
-            shapes = {key: tuple(data[key].shape) for key in crops}
-            raise ValueError(f"keys give different numbers of fixed crops {counts} for shapes {shapes}.")
+        boxes = _paired_boxes(data, keys, self.cropper.include_center)
+        crops = {key: [_crop(data[key], box) for box in key_boxes] for key, key_boxes in boxes.items()}
         samples = []
-        for crop_index in range(next(iter(counts.values()))):
+        for crop_index in range(len(next(iter(boxes.values())))):
             sample = dict(data)
             sample.update({key: key_crops[crop_index] for key, key_crops in crops.items()})
             sample[self.crop_index_key] = crop_index
@@ -203,9 +231,8 @@ class SelectFixedCropd(MapTransform):
     """Dictionary version of :class:`SelectFixedCrop`: crop ``keys`` to the crop named by ``data[crop_index_key]``.
 
     Serves crops lazily from whole images (e.g. a datalist with one entry per image and crop index, over
-    a cache of whole images), giving the same arrays as :class:`FixedCropsd` for that index. Like
-    :class:`FixedCropsd`, each key is cropped by boxes computed from its own spatial shape; other
-    entries pass through unchanged.
+    a cache of whole images), giving the same arrays as :class:`FixedCropsd` for that index: the keys are
+    cut at the same places (:func:`paired_crop_boxes`); other entries pass through unchanged.
 
     Args:
         keys: keys to crop.
@@ -229,6 +256,24 @@ class SelectFixedCropd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.selector(d[key], d[self.crop_index_key])
+        keys = list(self.key_iterator(d))
+        index = int(d[self.crop_index_key])
+        for key, key_boxes in _paired_boxes(d, keys, self.selector.include_center).items():
+            if not 0 <= index < len(key_boxes):
+                raise IndexError(
+                    f"crop_index {index} out of range: an image of shape {tuple(d[key].shape)} has {len(key_boxes)} fixed crops."
+                )
+            d[key] = _crop(d[key], key_boxes[index])
         return d
+
+
+def _paired_boxes(
+    data: Mapping[Hashable, NdarrayOrTensor], keys: Sequence[Hashable], include_center: bool
+) -> dict[Hashable, list[tuple[slice, ...]]]:
+    """:func:`paired_crop_boxes` of the channel-first arrays under ``keys``; refuses keys of different spatial dims."""
+    for key in keys:
+        _check_channel_first(data[key])
+    shapes = {key: tuple(data[key].shape[1:]) for key in keys}
+    if len({len(shape) for shape in shapes.values()}) > 1:
+        raise ValueError(f"keys give different numbers of fixed crops for shapes {shapes}.")
+    return paired_crop_boxes(shapes, include_center)
