@@ -1,16 +1,11 @@
-"""Image/heatmap crop alignment through stage 2's dataset and batched augmentation, checked on pixels in 2D and 3D.
-
-Every pixel of a position-coded image stores its own coordinates (channels 1..n, scaled by a last "valid" channel
-that zero padding empties). After the fixed crop and the batched augmentation (its geometry only: colour
-operations would rewrite the code), every valid pixel of an image crop must come from that crop's region of the
-image, and the heatmap crop must be exactly the same region of the heatmap. A mix-up of crops, images or
-heatmaps, or an augmentation that reaches outside its crop, fails here.
-"""
+"""Image/heatmap crop alignment through stage 2's dataset and batched augmentation, checked on pixels in 2D and 3D
+(:mod:`camcontrast_monai.report.alignment`, which ``camcontrast diagnose`` runs on a bundle's own augmentation)."""
 
 import pytest
 import torch
 
 from camcontrast_monai.data import stage2_dataset
+from camcontrast_monai.report.alignment import check_crop_alignment, coded_image, crop_alignment_problems
 from camcontrast_monai.transforms import (
     BatchAffineIntensityAugmentation,
     BatchStage2Augmentation,
@@ -18,68 +13,51 @@ from camcontrast_monai.transforms import (
 )
 
 
-def _coded(shape: tuple[int, ...], image_id: int) -> torch.Tensor:
-    """``(n + 2, *shape)``: the image's id, each axis's coordinate (in pixels), and a channel of ones."""
-    grids = torch.meshgrid(*[torch.arange(size, dtype=torch.float32) for size in shape], indexing="ij")
-    return torch.stack([torch.full(shape, float(image_id)), *grids, torch.ones(shape)])
-
-
-def _decoded(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per valid pixel (valid channel above 0.999): ``(image ids, coordinates (P, n))`` of a batch of coded crops."""
-    valid = crops[:, -1] > 0.999
-    values = crops[:, :-1] / crops[:, -1:].clamp_min(1e-6)
-    return valid, values
-
-
-def _check(dataset, augment, image_shape, heatmap_shape, names):
-    batch = [dataset[i] for i in range(len(dataset))]
-    images = torch.stack([torch.as_tensor(sample["image"]) for sample in batch])
-    augmented = augment(images, step=3)
-    valid, values = _decoded(augmented)
-    assert valid.float().mean() > 0.5, "most of each augmented crop should come from the image, not padding"
-    scale = [i // h for i, h in zip(image_shape, heatmap_shape, strict=True)]
-    for b, sample in enumerate(batch):
-        image_id, crop = sample["image_id"], names[sample["crop_index"]]
-        # the heatmap crop: exactly its own image's heatmap, over the region of the same position
-        heatmap = torch.as_tensor(sample["heatmap"])
-        assert torch.all(heatmap[0] == image_id)
-        low = [int(heatmap[1 + axis].min()) * scale[axis] for axis in range(len(image_shape))]
-        high = [(int(heatmap[1 + axis].max()) + 1) * scale[axis] for axis in range(len(image_shape))]
-        assert [h - lo for lo, h in zip(low, high, strict=True)] == [s // 2 for s in image_shape], crop
-        # every valid augmented pixel: this image, inside that region (bilinear blends stay inside it)
-        pixels = values[b][:, valid[b]]
-        assert torch.allclose(pixels[0], torch.full_like(pixels[0], float(image_id)), atol=1e-3), crop
-        for axis in range(len(image_shape)):
-            assert pixels[1 + axis].min() >= low[axis] - 1e-3 and pixels[1 + axis].max() <= high[axis] - 1 + 1e-3, (crop, axis)
-    return batch
-
-
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_augmented_image_crops_stay_inside_the_region_of_their_heatmap_crop(spatial_dims):
     image_shape = (64, 64) if spatial_dims == 2 else (32, 32, 32)
     heatmap_shape = tuple(size // (16 if spatial_dims == 2 else 8) for size in image_shape)
-    data = [{"image": _coded(image_shape, k), "heatmap": _coded(heatmap_shape, k)[:-1], "image_id": k} for k in range(3)]
-    dataset = stage2_dataset(data, lambda entry: entry, spatial_dims=spatial_dims, num_workers=0, progress=False)
-    names = fixed_crop_names(spatial_dims)
-    assert len(dataset) == 3 * len(names)
-    if spatial_dims == 2:
-        augment = BatchStage2Augmentation(jitter_prob=0.0, grayscale_prob=0.0, rotate_prob=1.0, seed=1)
+    if spatial_dims == 2:  # colour operations on too: geometry_only() leaves the crops and rotations alone
+        augment = BatchStage2Augmentation(rotate_prob=1.0, seed=1).geometry_only()
     else:
         augment = BatchAffineIntensityAugmentation(
-            rotate_range=(0.3, 0.3, 0.3), scale_range=(0.1, 0.1, 0.1), translate_range=(2, 2, 2), affine_prob=1.0, seed=1
-        )
-    batch = _check(dataset, augment, image_shape, heatmap_shape, names)
-    # and the crops sit where their names say: the first starts at the origin, the last bottom-right one ends at the far corner
-    far_name = "BR" if spatial_dims == 2 else "h1-BR"
-    first = torch.as_tensor(batch[0]["image"]).flatten(1)[1:-1, 0]
-    far = torch.as_tensor(next(s for s in batch if names[s["crop_index"]] == far_name)["image"]).flatten(1)[1:-1, -1]
-    assert names[batch[0]["crop_index"]] in ("TL", "h0-TL") and first.tolist() == [0.0] * spatial_dims
-    assert far.tolist() == [size - 1.0 for size in image_shape]
+            rotate_range=(0.3, 0.3, 0.3), scale_range=(0.1, 0.1, 0.1), translate_range=(2, 2, 2), affine_prob=1.0,
+            scale_prob=1.0, intensity_factors=(0.1, 0.1), noise_prob=1.0, noise_std=0.1, seed=1,
+        ).geometry_only()  # fmt: skip
+    result = check_crop_alignment(augment, image_shape, heatmap_shape)
+    assert result["crops"] == 3 * len(fixed_crop_names(spatial_dims))
+    assert result["problems"] == [] and result["image_pixel_fraction"] > 0.5
 
 
-def test_a_swapped_heatmap_is_caught():
+def test_intensity_operations_rewrite_the_code_so_the_check_needs_geometry_only():
+    noisy = BatchAffineIntensityAugmentation(noise_prob=1.0, noise_std=5.0, seed=1)
+    assert check_crop_alignment(noisy, (32, 32, 32), (4, 4, 4))["problems"]
+    assert check_crop_alignment(noisy.geometry_only(), (32, 32, 32), (4, 4, 4))["problems"] == []
+
+
+def test_the_fixed_crops_sit_where_their_names_say():
+    for spatial_dims, image_shape in ((2, (64, 64)), (3, (32, 32, 32))):
+        data = [{"image": coded_image(image_shape, 0), "heatmap": coded_image((4,) * spatial_dims, 0)[:-1], "image_id": 0}]
+        dataset = stage2_dataset(data, lambda entry: entry, spatial_dims=spatial_dims, num_workers=0, progress=False)
+        names = fixed_crop_names(spatial_dims)
+        samples = [dataset[i] for i in range(len(dataset))]
+        first = torch.as_tensor(samples[0]["image"]).flatten(1)[1:-1, 0]
+        far = torch.as_tensor(next(s for s in samples if names[s["crop_index"]] in ("BR", "h1-BR"))["image"]).flatten(1)[1:-1, -1]
+        assert names[samples[0]["crop_index"]] in ("TL", "h0-TL") and first.tolist() == [0.0] * spatial_dims
+        assert far.tolist() == [size - 1.0 for size in image_shape]
+
+
+def test_a_swapped_heatmap_and_a_crop_from_elsewhere_are_caught():
     image_shape, heatmap_shape = (64, 64), (4, 4)
-    data = [{"image": _coded(image_shape, k), "heatmap": _coded(heatmap_shape, 1 - k)[:-1], "image_id": k} for k in range(2)]
+    data = [{"image": coded_image(image_shape, k), "heatmap": coded_image(heatmap_shape, 1 - k)[:-1], "image_id": k} for k in range(2)]
     dataset = stage2_dataset(data, lambda entry: entry, num_workers=0, progress=False)
-    with pytest.raises(AssertionError):
-        _check(dataset, BatchStage2Augmentation(jitter_prob=0.0, grayscale_prob=0.0, seed=1), image_shape, heatmap_shape, fixed_crop_names(2))
+    samples = [dataset[i] for i in range(len(dataset))]
+    images = torch.stack([torch.as_tensor(s["image"]) for s in samples])
+    problems = crop_alignment_problems(samples, images, image_shape, heatmap_shape)
+    assert len(problems) == len(samples) and "another image's heatmap" in problems[0]
+    # the right heatmaps, but every image crop replaced by the first one (top-left): the other crops reach outside
+    data = [{"image": coded_image(image_shape, 0), "heatmap": coded_image(heatmap_shape, 0)[:-1], "image_id": 0}]
+    samples = [stage2_dataset(data, lambda entry: entry, num_workers=0, progress=False)[i] for i in range(5)]
+    top_left = torch.stack([torch.as_tensor(samples[0]["image"])] * 5)
+    problems = crop_alignment_problems(samples, top_left, image_shape, heatmap_shape)
+    assert len(problems) >= 4 and all("outside the heatmap crop's region" in p for p in problems)

@@ -119,11 +119,14 @@ def run_bundle(bundle: Path, configs: Sequence[str], workflow_type: str | None =
     return workflow
 
 
-def bundle_item(item: str, configs: Sequence[str] = ("common.json",), bundle: Path | None = None, **overrides: Any) -> Any:
+def bundle_item(
+    item: str, configs: Sequence[str] = ("common.json",), bundle: Path | None = None, compose: bool = True, **overrides: Any
+) -> Any:  # fmt: skip
     """One item of a bundle's configs, built by MONAI's ``ConfigParser`` as a run of the bundle builds it.
 
     For example ``bundle_item("load_image", image_size=128)`` or ``bundle_item("train#crop_transform",
-    ["common.json", "pretrain.json"])``; a list (of transforms) comes back as a ``Compose``. The benchmarks,
+    ["common.json", "pretrain.json"])``; a list (of transforms) comes back as a ``Compose`` unless ``compose``
+    is False (a list of sizes). The benchmarks,
     the comparison and the demos read the shipped transforms this way instead of writing them again.
     ``bundle`` defaults to the fundus bundle.
     """
@@ -135,5 +138,5 @@ def bundle_item(item: str, configs: Sequence[str] = ("common.json",), bundle: Pa
     parser.read_config([str(bundle / "configs" / name) for name in configs])
     parser.update({"bundle_root": str(bundle), **overrides})
     content = parser.get_parsed_content(item)
-    return Compose(content) if isinstance(content, list) else content
+    return Compose(content) if compose and isinstance(content, list) else content
 

@@ -2,6 +2,7 @@
 
     camcontrast demo [--bundle fundus|cxr|mri3d] [--quick] [--out DIR]
     camcontrast check-data SHEET|FOLDER [--images DIR]
+    camcontrast diagnose [--bundle fundus|cxr|mri3d] [--output_dir RUNS --pretrain_epochs N --pretrain_batch_size B]
     camcontrast probe --encoders camcontrast=model.pt,random --dataset_dir DIR [--bundle fundus]
     camcontrast bench schedule --snapshot_dir DIR --dataset_dir DIR --steps_per_epoch N
     camcontrast bench step [--width 64 --crop_size 224 --batch_size 8]
@@ -244,6 +245,7 @@ class CLI:
         run_probe(bundle, encoders, dataset_dir, out, n_splits, seed, method, **overrides)
 
     check_data = LazyCommand("camcontrast_monai.apps.check_data:check_data_command", exit_status=True)
+    diagnose = LazyCommand("camcontrast_monai.apps.diagnose:run_diagnose")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ resampled here equals ``monai.transforms.Affine`` with the same parameters.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from copy import copy as shallow_copy
 from typing import Any
 
 import torch
@@ -70,6 +71,13 @@ class BatchAffineIntensityAugmentation:
         self.intensity_factors, self.intensity_offsets = tuple(intensity_factors), tuple(intensity_offsets)
         self.noise_mean, self.noise_std, self.sample_noise_std = noise_mean, noise_std, sample_noise_std
         self.seed = seed
+
+    def geometry_only(self) -> BatchAffineIntensityAugmentation:
+        """A copy that draws the same affine transforms and leaves intensities alone (no scaling, shifting or
+        noise): what a pixel check of crop alignment can read."""
+        geometric = shallow_copy(self)
+        geometric.scale_prob = geometric.shift_prob = geometric.noise_prob = 0.0
+        return geometric
 
     @classmethod
     def from_transforms(cls, transforms: Sequence[Any], seed: int = 0) -> BatchAffineIntensityAugmentation:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from copy import copy as shallow_copy
 
 import torch
 import torch.nn.functional as F
@@ -134,6 +135,13 @@ class BatchStage2Augmentation:
         self.jitter_prob, self.grayscale_prob = jitter_prob, grayscale_prob
         self.ranges = jitter_ranges(brightness, contrast, saturation, hue)
         self.seed = seed
+
+    def geometry_only(self) -> BatchStage2Augmentation:
+        """A copy that draws the same crops, flips and rotations and leaves colours alone (no jitter, no
+        grayscale): what a pixel check of crop alignment can read."""
+        geometric = shallow_copy(self)
+        geometric.jitter_prob = geometric.grayscale_prob = 0.0
+        return geometric
 
     def generator(self, step: int, device: torch.device) -> torch.Generator:
         """The generator of ``step``: a function of ``(seed, step)`` only."""
