@@ -30,7 +30,6 @@ from camcontrast_monai.apps.bundle import bundle_item, bundle_path
 __all__ = ["format_diagnosis", "run_diagnose"]
 
 PRETRAIN = ("common.json", "pretrain.json")
-HEATMAP_STRIDE_2D = 16  # a 2D U-Net encoder's feature map is 1/16 of its input
 
 
 def _shapes(bundle: Path, overrides: dict[str, Any]) -> tuple[list[int], list[int]]:
@@ -39,6 +38,8 @@ def _shapes(bundle: Path, overrides: dict[str, Any]) -> tuple[list[int], list[in
     try:
         return [bundle_item(key, PRETRAIN, bundle, compose=False, **overrides) for key in ("volume_size", "heatmap_size")]
     except KeyError:
+        from camcontrast_monai.transforms import HEATMAP_STRIDE_2D
+
         size = int(bundle_item("image_size", PRETRAIN, bundle, **overrides))
         return [size, size], [size // HEATMAP_STRIDE_2D] * 2
 

@@ -17,6 +17,7 @@ from camcontrast_monai.transforms.batch_augment import (
 from camcontrast_monai.transforms.crops import (
     FIXED_CROP_NAMES_2D,
     FIXED_CROP_NAMES_3D,
+    HEATMAP_STRIDE_2D,
     FixedCrops,
     FixedCropsd,
     SelectFixedCrop,
@@ -50,6 +51,7 @@ __all__ = [
     "FitVolumed",
     "FIXED_CROP_NAMES_2D",
     "FIXED_CROP_NAMES_3D",
+    "HEATMAP_STRIDE_2D",
     "BackgroundSuppression",
     "BatchStage2Augmentation",
     "BackgroundSuppressiond",

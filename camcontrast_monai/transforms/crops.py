@@ -34,6 +34,7 @@ from monai.utils import TransformBackends
 __all__ = [
     "FIXED_CROP_NAMES_2D",
     "FIXED_CROP_NAMES_3D",
+    "HEATMAP_STRIDE_2D",
     "fixed_crop_names",
     "fixed_crop_boxes",
     "paired_crop_boxes",
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 FIXED_CROP_NAMES_2D = ("TL", "TR", "BL", "BR", "C")
+HEATMAP_STRIDE_2D = 16  # a 2D image's heatmap is its U-Net encoder's feature map: 1/16 of the image per axis
 FIXED_CROP_NAMES_3D = tuple(f"h{half}-{name}" for half in (0, 1) for name in FIXED_CROP_NAMES_2D)
 
 

@@ -60,7 +60,7 @@ from camcontrast_monai.networks.contrastive import CAMContrastNet
 from camcontrast_monai.networks.heatmaps import cam_heatmaps
 from camcontrast_monai.transforms.augment import stage2_image_augmentation
 from camcontrast_monai.transforms.batch_augment import BatchStage2Augmentation
-from camcontrast_monai.transforms.crops import fixed_crop_boxes
+from camcontrast_monai.transforms.crops import paired_crop_boxes
 from camcontrast_monai.utils.runtime import tune_malloc
 
 __all__ = [
@@ -131,9 +131,8 @@ def write_reference_crops(
             image = np.asarray(source.convert("RGB").resize((image_size, image_size), Image.BOX))
         heatmap = np.load(entry["heatmap"])
         heatmap_u8 = np.clip(np.round(heatmap * 255), 0, 255).astype(np.uint8)
-        image_boxes = fixed_crop_boxes(image.shape[:2])
-        heatmap_boxes = fixed_crop_boxes(heatmap.shape)
-        for position, (image_box, heatmap_box) in enumerate(zip(image_boxes, heatmap_boxes, strict=True)):
+        boxes = paired_crop_boxes({"image": image.shape[:2], "heatmap": heatmap.shape})  # the crops ours cuts
+        for position, (image_box, heatmap_box) in enumerate(zip(boxes["image"], boxes["heatmap"], strict=True)):
             stem = root / f"{Path(entry['image']).stem}_{position}"
             Image.fromarray(image[image_box]).save(f"{stem}.jpg", quality=JPEG_QUALITY)
             Image.fromarray(heatmap_u8[heatmap_box]).save(f"{stem}_heatmap.jpg", quality=JPEG_QUALITY)

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from camcontrast_monai.engines.trainers import autocast_context, bf16_supported
 from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
 from camcontrast_monai.networks.contrastive import CAMContrastNet
+from camcontrast_monai.transforms.crops import HEATMAP_STRIDE_2D
 from camcontrast_monai.utils.runtime import tune_malloc
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
 KNOWN_VARIANTS = ("fp32", "bf16", "fp32+channels_last", "bf16+channels_last")
 # what bench step may add to a variant, each measured on its own: "bf16+channels_last+cudnn_benchmark+fused"
 STEP_TUNINGS = ("cudnn_benchmark", "fused", "compile")
-HEATMAP_STRIDE = 16  # heatmaps are (S/16, S/16) for an S-pixel crop, as in the real pipeline
+HEATMAP_STRIDE = HEATMAP_STRIDE_2D  # heatmaps are (S/16, S/16) for an S-pixel crop, as in the real pipeline
 TEMPERATURE = 0.05
 LEARNING_RATE = 0.003
 MOMENTUM = 0.95

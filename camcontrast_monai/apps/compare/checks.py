@@ -183,20 +183,22 @@ def _crop_embeddings(
     ``labels``, ``lesions`` (whether the crop holds a lesion pixel of the image's ground-truth masks, at the
     pretraining resolution) and ``images`` (the image's index, to keep its crops on one side of a split)."""
     from camcontrast_monai.networks import global_average_pool, pretrained_encoder
-    from camcontrast_monai.transforms import FixedCrops, fixed_crop_names
+    from camcontrast_monai.transforms import HEATMAP_STRIDE_2D, fixed_crop_names, paired_crop_boxes
 
     torch.manual_seed(seed)
     encoder = pretrained_encoder(
         method.overrides.get("encoder_name", "unet"), 2, 3, int(method.overrides.get("width", plan.width)), encoder_path
     ).eval()
     load = bundle_item("load_image", image_size=plan.image_size)
-    crops = FixedCrops(include_center=True)
+    # the boxes stage 2 cut its crops with: on the grid of the image's heatmap
+    boxes = paired_crop_boxes({"image": (plan.image_size,) * 2, "heatmap": (plan.image_size // HEATMAP_STRIDE_2D,) * 2})["image"]
     features, lesions = [], []
     with torch.no_grad():
         for entry in datalist:
-            pieces = crops(torch.as_tensor(load({"image": entry["image"]})["image"]).float())
-            features.append(global_average_pool(encoder(torch.stack([torch.as_tensor(p) for p in pieces]))))
-            lesions += [bool(piece.any()) for piece in crops(_lesion_mask(Path(entry["image"]), plan.image_size))]
+            image = torch.as_tensor(load({"image": entry["image"]})["image"]).float()
+            features.append(global_average_pool(encoder(torch.stack([image[(slice(None), *box)] for box in boxes]))))
+            mask = _lesion_mask(Path(entry["image"]), plan.image_size)
+            lesions += [bool(mask[(slice(None), *box)].any()) for box in boxes]
     n, per_image = len(datalist), len(fixed_crop_names(2))
     return {
         "features": torch.cat(features).numpy(), "positions": np.tile(np.arange(per_image), n),
