@@ -14,7 +14,7 @@ from camcontrast_monai.apps.compare import (
     run_compare,
     select_and_summarise,
 )
-from camcontrast_monai.apps.compare.plan import _Grid as Grid
+from camcontrast_monai.apps.compare.plan import Grid
 from camcontrast_monai.report.tables import write_json
 
 

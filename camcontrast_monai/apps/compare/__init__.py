@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from camcontrast_monai.apps.compare.checks import (
-    _crop_features,
-    _embedding_maps,
-    _probe_methods,
-    _trivial_scores,
+    crop_features,
     crop_probes,
+    embedding_maps,
     probe_check,
+    probe_methods,
+    trivial_scores,
 )
 from camcontrast_monai.apps.compare.plan import (
     ABLATIONS,
@@ -41,17 +41,17 @@ from camcontrast_monai.apps.compare.plan import (
     POWER_METHOD,
     ComparePlan,
     MethodSpec,
-    _parse_grid,
+    parse_grid,
     parse_method,
 )
-from camcontrast_monai.apps.compare.report import _write_report
+from camcontrast_monai.apps.compare.report import write_report
 from camcontrast_monai.apps.compare.runs import (
-    _check_plan,
-    _command_line,
-    _pretrain_and_finetune,
-    _Runner,
-    _step_count,
-    _write_data,
+    Runner,
+    check_plan,
+    command_line,
+    pretrain_and_finetune,
+    step_count,
+    write_data,
 )
 from camcontrast_monai.apps.compare.summary import paired_differences, power_check, select_and_summarise
 
@@ -108,27 +108,27 @@ def run_compare(
     fine-tuning starts from that encoder: the spread over seeds then covers splits and fine-tuning but
     not pretraining (cheaper by the number of seeds in pretraining time).
     """
-    plan, grid = _parse_grid(preset, methods, tasks, fractions, seeds)
+    plan, grid = parse_grid(preset, methods, tasks, fractions, seeds)
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = _command_line(out_dir, grid, preset, dataset_dir, shared_pretraining)
-    runner = _Runner(out_dir, _step_count(grid, plan, shared_pretraining), report_only)
-    _check_plan(out_dir, preset, plan, dataset_dir, shared_pretraining)
+    command = command_line(out_dir, grid, preset, dataset_dir, shared_pretraining)
+    runner = Runner(out_dir, step_count(grid, plan, shared_pretraining), report_only)
+    check_plan(out_dir, preset, plan, dataset_dir, shared_pretraining)
     runner.snapshot()
     data_dir = Path(dataset_dir).resolve() if dataset_dir else out_dir / "data"
     if not dataset_dir:
-        _write_data(data_dir, plan)
+        write_data(data_dir, plan)
     common = {"dataset_dir": str(data_dir), "width": plan.width, "num_workers": num_workers}
-    encoders = _pretrain_and_finetune(runner, grid, plan, common, shared_pretraining)
-    probes = _probe_methods(out_dir, runner.bundle, grid.methods, encoders, plan, common, report_only)
+    encoders = pretrain_and_finetune(runner, grid, plan, common, shared_pretraining)
+    probes = probe_methods(out_dir, runner.bundle, grid.methods, encoders, plan, common, report_only)
     rows = select_and_summarise(out_dir, grid.methods, grid.tasks, grid.fractions, grid.seeds, plan.lr_grid)
     power_rows = select_and_summarise(out_dir, [POWER_METHOD], grid.tasks, [POWER_FRACTION], grid.seeds, plan.lr_grid)
-    power = power_check(power_rows, _trivial_scores(runner, grid, plan, common))
+    power = power_check(power_rows, trivial_scores(runner, grid, plan, common))
     checks = probe_check(out_dir, runner.bundle, rows, grid, plan, common, encoders, report_only)
-    crops = _crop_features(out_dir, grid.methods, plan, grid.seeds[0], common) if embedding_map else {}
-    picture = _embedding_maps(out_dir, crops, grid.seeds[0])
+    crops = crop_features(out_dir, grid.methods, plan, grid.seeds[0], common) if embedding_map else {}
+    picture = embedding_maps(out_dir, crops, grid.seeds[0])
     crop_rows = crop_probes(crops, seed=grid.seeds[0])
-    report = _write_report(
+    report = write_report(
         out_dir, rows, plan, grid, command, runner.commands, time.perf_counter() - runner.started, picture,
         shared_pretraining, probes, power, checks, crop_rows,
     )  # fmt: skip

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from camcontrast_monai.apps.bundle import bundle_item
-from camcontrast_monai.apps.compare.plan import CLASSIFICATION_TASKS, ComparePlan, MethodSpec, _Grid
-from camcontrast_monai.apps.compare.runs import _Runner, _task_run
+from camcontrast_monai.apps.compare.plan import CLASSIFICATION_TASKS, ComparePlan, Grid, MethodSpec
+from camcontrast_monai.apps.compare.runs import Runner, task_run
 from camcontrast_monai.report.tables import write_json
 
 
@@ -47,7 +47,7 @@ def _task_parser(bundle: Path, task: str, seed: int, fraction: float, plan: Comp
     """A ``ConfigParser`` of ``task``'s fine-tuning configs with the values a run of ``seed`` and ``fraction`` gets."""
     from monai.bundle import ConfigParser
 
-    configs, task_overrides = _task_run(task, plan)
+    configs, task_overrides = task_run(task, plan)
     parser = ConfigParser()
     parser.read_config([str(bundle / "configs" / name) for name in configs])
     parser.update({"bundle_root": str(bundle), **common, **task_overrides, "seed": seed, "label_fraction": fraction})
@@ -55,7 +55,7 @@ def _task_parser(bundle: Path, task: str, seed: int, fraction: float, plan: Comp
 
 
 def probe_check(
-    out_dir: Path, bundle: Path, rows: Sequence[Mapping[str, Any]], grid: _Grid, plan: ComparePlan,
+    out_dir: Path, bundle: Path, rows: Sequence[Mapping[str, Any]], grid: Grid, plan: ComparePlan,
     common: Mapping[str, Any], encoders: Mapping[tuple[str, int], str | None], report_only: bool = False,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The standing check that fine-tuning uses what a pretrained encoder knows: for every classification task,
@@ -126,7 +126,7 @@ def _split_probe(
     return split_probe_score(parser.get_parsed_content("test#metric"), parser.get_parsed_content("head_sizes"), train, test, seed=seed)
 
 
-def _trivial_scores(runner: _Runner, grid: _Grid, plan: ComparePlan, common: Mapping[str, Any]) -> dict[str, list[float]]:
+def trivial_scores(runner: Runner, grid: Grid, plan: ComparePlan, common: Mapping[str, Any]) -> dict[str, list[float]]:
     """:func:`trivial_score` of every task and seed (in seed order), each computed once and kept in ``runs/trivial``."""
     scores: dict[str, list[float]] = {}
     for task in grid.tasks:
@@ -141,7 +141,7 @@ def _trivial_scores(runner: _Runner, grid: _Grid, plan: ComparePlan, common: Map
     return scores
 
 
-def _probe_methods(
+def probe_methods(
     out_dir: Path, bundle: Path, methods: Sequence[MethodSpec], encoders: Mapping[tuple[str, int], str | None],
     plan: ComparePlan, common: Mapping[str, Any], report_only: bool,
 ) -> dict[str, Any] | None:  # fmt: skip
@@ -219,7 +219,7 @@ def _lesion_mask(image: Path, size: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(union, size=(size, size), mode="area")[0] > 0
 
 
-def _crop_features(out_dir: Path, methods: Sequence[MethodSpec], plan: ComparePlan, seed: int, common: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+def crop_features(out_dir: Path, methods: Sequence[MethodSpec], plan: ComparePlan, seed: int, common: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
     """:func:`_crop_embeddings` of the first ``plan.map_images`` pretraining images for every method whose encoder exists."""
     from camcontrast_monai.data import read_odir_annotations
 
@@ -237,7 +237,7 @@ def _crop_features(out_dir: Path, methods: Sequence[MethodSpec], plan: ComparePl
     return crops
 
 
-def _embedding_maps(out_dir: Path, crops: Mapping[str, Mapping[str, np.ndarray]], seed: int) -> Path | None:
+def embedding_maps(out_dir: Path, crops: Mapping[str, Mapping[str, np.ndarray]], seed: int) -> Path | None:
     from camcontrast_monai.report.embedding_map import save_embedding_maps, umap_embedding
 
     maps = {name: (umap_embedding(c["features"], seed=seed), c["positions"], c["labels"]) for name, c in crops.items()}

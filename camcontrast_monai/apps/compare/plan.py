@@ -114,7 +114,7 @@ class MethodSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Grid:
+class Grid:
     """What a comparison covers: every method x downstream task x label fraction x seed."""
 
     methods: list[MethodSpec]
@@ -164,10 +164,10 @@ def _as_list(value: Any, cast: type) -> list:
     return [cast(v.strip()) if isinstance(v, str) else cast(v) for v in value]
 
 
-def _parse_grid(
+def parse_grid(
     preset: str, methods: str | Sequence[str], tasks: str | Sequence[str], fractions: float | str | Sequence[float],
     seeds: int | str | Sequence[int],
-) -> tuple[ComparePlan, _Grid]:  # fmt: skip
+) -> tuple[ComparePlan, Grid]:  # fmt: skip
     """The preset's plan and the grid of the command-line values; refuses a grid the plan cannot run."""
     if preset not in PLANS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PLANS)}")
@@ -180,7 +180,7 @@ def _parse_grid(
     missing_grid = [t for t in task_list if t not in plan.lr_grid]
     if missing_grid:
         raise ValueError(f"preset {preset!r} has no learning-rate grid for {missing_grid}")
-    grid = _Grid(method_specs, task_list, _as_list(fractions, float), _as_list(seeds, int))
+    grid = Grid(method_specs, task_list, _as_list(fractions, float), _as_list(seeds, int))
     if any(m.overrides.get("encoder_name", "unet") != "unet" for m in method_specs) and set(task_list) - {"grading"}:
         raise ValueError("non-U-Net encoders have no segmentation decoder: compare them on classification tasks only")
     return plan, grid

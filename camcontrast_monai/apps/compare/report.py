@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from camcontrast_monai.apps.compare.plan import POWER_FRACTION, POWER_MARGIN, ComparePlan, MethodSpec, _Grid
+from camcontrast_monai.apps.compare.plan import POWER_FRACTION, POWER_MARGIN, ComparePlan, Grid, MethodSpec
 from camcontrast_monai.apps.compare.summary import paired_differences
 from camcontrast_monai.apps.demo.fundus import TASK_METRICS
 from camcontrast_monai.report.figures import save_bar_chart, save_curves
@@ -26,8 +26,8 @@ def _probe_lines(probes: Mapping[str, Any] | None, report: Path, methods: Sequen
     return write_probe_section(probes, report, method, others)
 
 
-def _write_report(
-    out_dir: Path, rows: Sequence[Mapping[str, Any]], plan: ComparePlan, grid: _Grid, command: str,
+def write_report(
+    out_dir: Path, rows: Sequence[Mapping[str, Any]], plan: ComparePlan, grid: Grid, command: str,
     commands: list[dict[str, str]], seconds: float, embedding_map: Path | None, shared_pretraining: bool,
     probes: Mapping[str, Any] | None = None, power: Sequence[Mapping[str, Any]] = (),
     checks: Sequence[Mapping[str, Any]] = (), crop_rows: Sequence[Mapping[str, Any]] = (),
@@ -78,7 +78,7 @@ def _write_report(
     return report
 
 
-def _score_table(rows: Sequence[Mapping[str, Any]], grid: _Grid) -> list[dict[str, Any]]:
+def _score_table(rows: Sequence[Mapping[str, Any]], grid: Grid) -> list[dict[str, Any]]:
     """One line per method: the test score (mean, std) of every task and fraction, NaN where unfinished."""
     lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
     table = []
@@ -102,7 +102,7 @@ def _selection_detail(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]
     ]  # fmt: skip
 
 
-def _save_figures(report: Path, rows: Sequence[Mapping[str, Any]], grid: _Grid) -> list[str]:
+def _save_figures(report: Path, rows: Sequence[Mapping[str, Any]], grid: Grid) -> list[str]:
     """Bar charts of each task's test scores (and curves over label fractions, if several); their file names."""
     lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
     fractions, seeds = grid.fractions, grid.seeds
@@ -121,7 +121,7 @@ def _save_figures(report: Path, rows: Sequence[Mapping[str, Any]], grid: _Grid) 
     return figures
 
 
-def _setup_paragraph(plan: ComparePlan, grid: _Grid, shared_pretraining: bool) -> str:
+def _setup_paragraph(plan: ComparePlan, grid: Grid, shared_pretraining: bool) -> str:
     """The sizes, schedules and learning-rate selection behind the numbers, as one paragraph."""
     seeds = grid.seeds
     return (
@@ -142,7 +142,7 @@ def _setup_paragraph(plan: ComparePlan, grid: _Grid, shared_pretraining: bool) -
     )
 
 
-def _stage2_loss_lines(out_dir: Path, grid: _Grid, plan: ComparePlan) -> list[str]:
+def _stage2_loss_lines(out_dir: Path, grid: Grid, plan: ComparePlan) -> list[str]:
     """For each CAMContrast method's first pretraining, where its stage-2 loss ended between collapse and the
     floor that identical all-zero normal heatmaps impose (the demo report's section, per method)."""
     from camcontrast_monai.apps.demo.common import stage2_loss_section

@@ -19,9 +19,10 @@ from camcontrast_monai.apps.compare.plan import (
     POWER_FRACTION,
     POWER_METHOD,
     ComparePlan,
+    Grid,
     MethodSpec,
-    _Grid,
 )
+from camcontrast_monai.apps.demo.fundus import SMALL_EPOCH_LOADING, STAGE1_CACHE
 from camcontrast_monai.report.tables import write_json
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def _cli_value(value: Any) -> str:
     return shlex.quote(value if isinstance(value, str) else repr(value))
 
 
-class _Runner:
+class Runner:
     """Runs bundle configs from the snapshot, records each equivalent ``monai.bundle run`` command."""
 
     def __init__(self, out_dir: Path, total: int, report_only: bool = False) -> None:
@@ -78,7 +79,7 @@ class _Runner:
         run_bundle(self.bundle, configs, workflow_type, **overrides)
 
 
-def _check_plan(out_dir: Path, preset: str, plan: ComparePlan, dataset_dir: str | None, shared_pretraining: bool) -> None:
+def check_plan(out_dir: Path, preset: str, plan: ComparePlan, dataset_dir: str | None, shared_pretraining: bool) -> None:
     """Record the sizes in ``plan.json``; refuse to resume a folder that was started with other sizes."""
     recorded = {
         "preset": preset, "plan": dataclasses.asdict(plan), "dataset_dir": dataset_dir,
@@ -97,7 +98,7 @@ def _check_plan(out_dir: Path, preset: str, plan: ComparePlan, dataset_dir: str 
     write_json(recorded, path)
 
 
-def _write_data(data_dir: Path, plan: ComparePlan) -> None:
+def write_data(data_dir: Path, plan: ComparePlan) -> None:
     from camcontrast_monai.synthetic import write_fundus_dataset, write_refuge_dataset
 
     marker = data_dir / "complete.json"
@@ -112,7 +113,7 @@ def _write_data(data_dir: Path, plan: ComparePlan) -> None:
     write_json({"n_pretrain": plan.n_pretrain, "n_downstream": plan.n_downstream, "n_refuge": plan.n_refuge}, marker)
 
 
-def _pretrain(runner: _Runner, method: MethodSpec, seed: int, plan: ComparePlan, common: Mapping[str, Any]) -> str | None:
+def _pretrain(runner: Runner, method: MethodSpec, seed: int, plan: ComparePlan, common: Mapping[str, Any]) -> str | None:
     """Pretrain ``method`` with ``seed`` (unless done) and return its encoder path (None: random init)."""
     if method.kind == "random":
         return None
@@ -125,11 +126,12 @@ def _pretrain(runner: _Runner, method: MethodSpec, seed: int, plan: ComparePlan,
     }  # fmt: skip
     key = f"pretrain {method.spec} seed {seed}"
     if method.kind == "camcontrast":
-        # caching the decoded, resized images (the default re-reads them every epoch) changes no result, only time
+        # caching the decoded, resized images and loading in the main process save time; without workers the
+        # augmentation draws come from the main process's seeded transforms, so runs differ from worker runs, repeatably
         runner.step(
             f"{key}: stage 1", (run_dir / "stage1" / "classifier.pt").is_file(), ["common.json", "stage1.json"], "train",
             key, **shared, stage1_epochs=plan.stage1_epochs, stage1_batch_size=plan.stage1_batch_size,
-            **{"train#dataset#cache_rate": 1.0},
+            **STAGE1_CACHE, **SMALL_EPOCH_LOADING,
         )  # fmt: skip
         runner.step(
             f"{key}: heatmaps", (run_dir / "heatmaps" / "heatmap_datalist.json").is_file(),
@@ -142,30 +144,30 @@ def _pretrain(runner: _Runner, method: MethodSpec, seed: int, plan: ComparePlan,
     return str(encoder_path)
 
 
-def _finetune_dir(out_dir: Path, task: str, method: MethodSpec, fraction: float, lr: float, seed: int) -> Path:
+def finetune_dir(out_dir: Path, task: str, method: MethodSpec, fraction: float, lr: float, seed: int) -> Path:
     return out_dir / "runs" / "finetune" / task / method.slug / f"fraction{fraction:g}" / f"lr{lr:g}" / f"seed{seed}"
 
 
-def _task_run(task: str, plan: ComparePlan) -> tuple[list[str], dict[str, Any]]:
+def task_run(task: str, plan: ComparePlan) -> tuple[list[str], dict[str, Any]]:
     """The configs and the plan's overrides of one downstream task's fine-tuning."""
     if task in CLASSIFICATION_TASKS:
         config = "finetune_cls.json" if task == "grading" else "finetune_glaucoma.json"
         return ["common.json", config], {
             "image_size": plan.cls_image_size, "crop_size": plan.cls_crop_size,
-            "finetune_batch_size": plan.finetune_batch_size, "finetune_epochs": plan.finetune_epochs,
+            "finetune_batch_size": plan.finetune_batch_size, "finetune_epochs": plan.finetune_epochs, **SMALL_EPOCH_LOADING,
         }  # fmt: skip
     return ["common.json", "finetune_seg.json"], {
         "seg_task": task, "image_size": plan.seg_image_size, "finetune_batch_size": plan.seg_batch_size,
-        "finetune_epochs": plan.seg_epochs,
+        "finetune_epochs": plan.seg_epochs, **SMALL_EPOCH_LOADING,
     }  # fmt: skip
 
 
 def _finetune(
-    runner: _Runner, method: MethodSpec, encoder: str | None, task: str, fraction: float, lr: float, seed: int,
+    runner: Runner, method: MethodSpec, encoder: str | None, task: str, fraction: float, lr: float, seed: int,
     plan: ComparePlan, common: Mapping[str, Any],
 ) -> None:  # fmt: skip
-    run_dir = _finetune_dir(runner.out_dir, task, method, fraction, lr, seed)
-    configs, task_overrides = _task_run(task, plan)
+    run_dir = finetune_dir(runner.out_dir, task, method, fraction, lr, seed)
+    configs, task_overrides = task_run(task, plan)
     overrides = {
         **common, "output_dir": str(runner.out_dir / "runs"), "finetune_dir": str(run_dir), "seed": seed,
         "init": method.spec, "init_weights": encoder, "label_fraction": fraction, "finetune_lr": lr,
@@ -176,7 +178,7 @@ def _finetune(
     runner.step(what, done, configs, "train", what, **overrides)
 
 
-def _command_line(out_dir: Path, grid: _Grid, preset: str, dataset_dir: str | None, shared_pretraining: bool) -> str:
+def command_line(out_dir: Path, grid: Grid, preset: str, dataset_dir: str | None, shared_pretraining: bool) -> str:
     """The ``camcontrast bench compare`` command that reruns (resumes) this comparison, for the report."""
     return "camcontrast bench compare " + " ".join(
         f"--{k} {_cli_value(v)}" for k, v in {
@@ -188,7 +190,7 @@ def _command_line(out_dir: Path, grid: _Grid, preset: str, dataset_dir: str | No
     )  # fmt: skip
 
 
-def _step_count(grid: _Grid, plan: ComparePlan, shared_pretraining: bool) -> int:
+def step_count(grid: Grid, plan: ComparePlan, shared_pretraining: bool) -> int:
     """How many bundle runs the grid needs (CAMContrast pretrains in 3: stage 1, heatmaps, stage 2)."""
     pretrain_steps = sum(3 if m.kind == "camcontrast" else 0 if m.kind == "random" else 1 for m in grid.methods)
     finetune_steps = len(grid.methods) * sum(len(plan.lr_grid[t]) for t in grid.tasks) * len(grid.fractions)
@@ -197,8 +199,8 @@ def _step_count(grid: _Grid, plan: ComparePlan, shared_pretraining: bool) -> int
     return pretrainings * pretrain_steps + len(grid.seeds) * (finetune_steps + power_steps)
 
 
-def _pretrain_and_finetune(
-    runner: _Runner, grid: _Grid, plan: ComparePlan, common: Mapping[str, Any], shared_pretraining: bool
+def pretrain_and_finetune(
+    runner: Runner, grid: Grid, plan: ComparePlan, common: Mapping[str, Any], shared_pretraining: bool
 ) -> dict[tuple[str, int], str | None]:
     """Every pretraining and fine-tuning run of the grid (each skipped if done); the encoder path of each
     ``(method spec, pretraining seed)``."""
@@ -220,6 +222,6 @@ def _pretrain_and_finetune(
     return encoders
 
 
-def _needs_power_runs(grid: _Grid) -> bool:
+def _needs_power_runs(grid: Grid) -> bool:
     """Whether the power check needs runs of its own: random init at ``POWER_FRACTION`` is not in the grid."""
     return not (any(m.spec == POWER_METHOD.spec for m in grid.methods) and POWER_FRACTION in grid.fractions)

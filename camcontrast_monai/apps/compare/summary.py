@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from camcontrast_monai.apps.compare.plan import POWER_FRACTION, POWER_MARGIN, VAL_KEYS, MethodSpec, _Grid
-from camcontrast_monai.apps.compare.runs import _finetune_dir
+from camcontrast_monai.apps.compare.plan import POWER_FRACTION, POWER_MARGIN, VAL_KEYS, Grid, MethodSpec
+from camcontrast_monai.apps.compare.runs import finetune_dir
 from camcontrast_monai.apps.demo.fundus import TASK_METRICS
 
 
@@ -37,7 +37,7 @@ def select_and_summarise(
             for method in methods:
                 by_lr = {}
                 for lr in lr_grid[task]:
-                    runs = [_finetune_dir(out_dir, task, method, fraction, lr, seed) for seed in seeds]
+                    runs = [finetune_dir(out_dir, task, method, fraction, lr, seed) for seed in seeds]
                     finished = [run for run in runs if (run / "test_metrics.json").is_file()]
                     if len(finished) == len(seeds):
                         val = [_best_validation(run, task) for run in finished]
@@ -74,7 +74,7 @@ def power_check(power_rows: Sequence[Mapping[str, Any]], trivial: Mapping[str, S
     return table
 
 
-def paired_differences(rows: Sequence[Mapping[str, Any]], grid: _Grid) -> list[dict[str, Any]]:
+def paired_differences(rows: Sequence[Mapping[str, Any]], grid: Grid) -> list[dict[str, Any]]:
     """CAMContrast (the first CAMContrast spec of the grid) minus every other method, per task and fraction:
     the mean difference of the test scores over the shared seeds with its paired 95 % bootstrap interval."""
     from camcontrast_monai.metrics import paired_difference
