@@ -4,9 +4,11 @@ step's pure compute.
 For each stage (stage 1, SimCLR-crop pretraining, grading and lesion fine-tuning), round after round in one
 process:
 
-* ``shipped``: a training run of the bundle's own config, as ``python -m monai.bundle run`` runs it at the
-  demo's sizes: its data loader and workers, its per-epoch validation, checkpoints, progress bar and
-  histories (the data set is cached, or not, as the config says; building the workflow is not timed);
+* ``shipped``: a training run of the bundle's own config as ``camcontrast demo`` runs it (``python -m monai.bundle
+  run`` with the demo's overrides: its sizes, and its loading, which for stage 1 and fine-tuning is cached images
+  and no worker processes): its per-epoch validation, checkpoints, progress bar and histories (building the
+  workflow is not timed). ``--overrides '{"train#dataloader#num_workers": 2, "train#dataset#cache_rate": 0.0}'``
+  measures stage 1 as the bundle loads it (fine-tuning: the workers alone);
 * ``compute``: the same trainer's step alone (its forward and loss under its autocast, backward, optimiser
   step) over one epoch of the same loader's batches held in memory as plain tensors, as often as the
   shipped run saw batches: no data loading, no handlers, no MONAI metadata.
@@ -191,6 +193,7 @@ def _bench_stage(
         workflow.finalize()
     loader = trainer.data_loader
     return {
+        "precision": f"{trainer.autocast_dtype or 'float32'}" + ("+channels_last" if trainer.channels_last else ""),
         "shipped_images_per_s": spread([r["images_per_s"] for r in shipped]),
         "compute_images_per_s": spread(compute),
         "shipped_over_compute": spread([r["images_per_s"] / c for r, c in zip(shipped, compute, strict=True)]),
@@ -204,7 +207,7 @@ def bench_stages(
     stages: str | Sequence[str] = tuple(STAGES),
     epochs: int = 2,
     rounds: int = 3,
-    precision: str = "fp32",
+    precision: str = "shipped",
     num_workers: int = 2,
     seed: int = 0,
     workdir: str | None = None,
@@ -218,8 +221,9 @@ def bench_stages(
         stages: comma-separated subset of stage1, simclr-crop, finetune_cls, finetune_seg (or a sequence).
         epochs: epochs of each shipped run (at least 2, so per-epoch costs such as worker start-up show).
         rounds: shipped runs and compute loops alternate this many times; min/median/max are over rounds.
-        precision: a ``bench step`` variant (fp32, bf16, fp32+channels_last, bf16+channels_last), set as the
-            bundle's ``autocast_dtype`` and ``channels_last``; fp32 is what the bundles ship.
+        precision: ``shipped`` (the bundle's own ``autocast_dtype`` and ``channels_last``: bf16 + channels-last
+            where the hardware has native bf16) or a ``bench step`` variant (fp32, bf16, fp32+channels_last,
+            bf16+channels_last) set as those two switches.
         num_workers: the bundle's data-loading workers.
         seed: seed of the synthetic data and the runs.
         workdir: where data and runs are written (default: a temporary folder, deleted afterwards).
@@ -237,17 +241,14 @@ def bench_stages(
         raise ValueError(f"unknown stages {unknown}; choose from {list(STAGES)}")
     if epochs < 2 or rounds < 1:
         raise ValueError(f"epochs must be >= 2 and rounds >= 1, got {epochs} and {rounds}")
-    autocast_dtype, channels_last = parse_variant(precision)
+    switches = {} if precision == "shipped" else dict(zip(("autocast_dtype", "channels_last"), parse_variant(precision), strict=True))
     malloc_tuned = tune_malloc()
     bundle = bundle_path(SETTING.bundle_name)
     plan = QUICK if quick else FULL
     with contextlib.ExitStack() as stack:
         root = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_stages_")))
         SETTING.write_data(root / "data", plan, seed)
-        common = {
-            **demo_overrides(bundle, root, plan.width, seed, num_workers), "autocast_dtype": autocast_dtype,
-            "channels_last": channels_last,
-        }  # fmt: skip
+        common = {**demo_overrides(bundle, root, plan.width, seed, num_workers), **switches}
         rows = {stage: _bench_stage(bundle, stage, root, common, plan, epochs, rounds, overrides or {}) for stage in stages}
     report = {
         "config": {"epochs": epochs, "rounds": rounds, "precision": precision, "num_workers": num_workers, "seed": seed,
@@ -266,13 +267,13 @@ def format_stages_report(report: Mapping[str, Any]) -> str:
         f"training stages of the fundus bundle at the demo's sizes (width {c['plan']['width']}): {c['epochs']} epochs x {c['rounds']} rounds, "
         f"precision {c['precision']}, {c['num_workers']} workers, {report['threads']} threads",
         f"{'stage':<13} {'images/epoch':>12} {'batch':>5} {'shipped img/s':>13} {'compute img/s':>13} "
-        f"{'shipped/compute med':>19} {'min':>5} {'max':>5} {'validating':>10}  dataset",
+        f"{'shipped/compute med':>19} {'min':>5} {'max':>5} {'validating':>10}  dataset, precision",
     ]
     for stage, row in report["stages"].items():
         ratio = row["shipped_over_compute"]
         lines.append(
             f"{stage:<13} {row['images_per_epoch']:>12} {row['batch_size']:>5} {row['shipped_images_per_s']['median']:>13.1f} "
             f"{row['compute_images_per_s']['median']:>13.1f} {ratio['median']:>19.2f} {ratio['min']:>5.2f} {ratio['max']:>5.2f} "
-            f"{100 * row['validation_fraction']['median']:>9.0f}%  {row['cached']}"
+            f"{100 * row['validation_fraction']['median']:>9.0f}%  {row['cached']}, {row['precision']}"
         )
     return "\n".join(lines)
