@@ -136,6 +136,7 @@ def _probe_rows(out: Path, seeds: list[int]) -> list[dict[str, Any]]:
                     "task": task, "probe": probe, "encoder": kind, "fp32": float(np.mean(per_seed_fp32)),
                     "bf16+channels_last": float(np.mean([np.mean(v) for v in bf16])),
                     "bf16 - fp32 [95 % CI], seeds x splits": str(paired_difference(np.concatenate(bf16), np.concatenate(fp32))),
+                    "bf16 - fp32 per seed": ", ".join(f"{np.mean(b) - np.mean(f):+.3f}" for b, f in zip(bf16, fp32, strict=True)),
                     "fp32 std over seeds": float(np.std(per_seed_fp32, ddof=1)) if len(seeds) > 1 else float("nan"),
                     "random": float(np.mean([np.mean(r[task][probe]["random"]) for r in results])),
                     "trivial": float(np.mean([np.mean(r[task]["trivial"]["trivial"]) for r in results])),
@@ -175,6 +176,9 @@ def write_summary(out: Path, seeds: list[int], plan: FundusDemoPlan) -> dict[str
         "## Frozen-feature probes", "", markdown_table(probe_rows),
         "## Grading fine-tuned (test joint accuracy on each seed's test split)", "", markdown_table(finetune_rows),
         "## Wall time of each run (seconds, mean over seeds; the ratio per seed, as the runs of a seed follow each other)", "",
+        "These are wall times of single runs, distorted by whatever else the machine did meanwhile (heatmap generation "
+        "runs float32 in both chains, so its ratio shows that noise); `camcontrast bench stages` and `bench pipeline` "
+        "measure speed, alternating in one process.", "",
         markdown_table(time_rows, float_format="{:.0f}"),
     ]  # fmt: skip
     (out / "README.md").write_text("\n".join(lines))
