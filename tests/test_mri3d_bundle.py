@@ -73,8 +73,9 @@ def test_stage2_serves_ten_sub_volumes_per_volume(pipeline):
     dataset = pipeline["pretrain"].parser.get_parsed_content("train#dataset")
     assert len(dataset) == 10 * len(pipeline["pretrain"].parser.get_parsed_content("pretrain_data"))
     sample = dataset[4]  # h0-C, the centre sub-volume of the first half
-    assert tuple(sample["image"].shape) == (1, 16, 20, 16)
-    # heatmap resized to volume_size / 8 = 4x5x4, so its crops line up with the image crops: 2x2x2 (5 // 2 = 2)
+    # heatmap resized to volume_size / 8 = 4x5x4; the crops are cut on its grid, so the image crop is the region of
+    # its 2x2x2-cell heatmap crop (5 // 2 = 2 cells on the odd axis): 16x16x16 voxels, not half of the 40-voxel axis
+    assert tuple(sample["image"].shape) == (1, 16, 16, 16)
     assert tuple(sample["heatmap"].shape) == (1, 2, 2, 2) and sample["crop_index"] == 4
     assert sample["image"].dtype == torch.float32
 
@@ -155,9 +156,9 @@ def test_the_sub_volume_strategies_of_table_3_in_3d(pipeline, strategy, per_volu
     parser = _pretrain_parser(pipeline, crop_strategy=strategy, pretrain_epochs=3)
     dataset = parser.get_parsed_content("train#dataset")
     assert len(dataset) == per_volume * len(parser.get_parsed_content("pretrain_data"))
-    # the test's 32x40x32 volumes have 4x5x4 heatmaps: a fixed sub-volume is half the image (16x20x16), a
-    # random one half the heatmap grid (2x2x2 cells = 16x16x16 voxels); at the real 80x96x80 both are 40x48x40
-    image_shape = {"four": (16, 20, 16), "random": (16, 16, 16), "none": (32, 40, 32)}[strategy]
+    # the test's 32x40x32 volumes have 4x5x4 heatmaps: a fixed or a random sub-volume is the region of half the
+    # heatmap grid (2x2x2 cells = 16x16x16 voxels; 5 // 2 = 2 on the odd axis); at the real 80x96x80 both are 40x48x40
+    image_shape = {"four": (16, 16, 16), "random": (16, 16, 16), "none": (32, 40, 32)}[strategy]
     assert tuple(dataset[0]["image"].shape) == (1, *image_shape)
     assert tuple(dataset[0]["heatmap"].shape) == ((1, 4, 5, 4) if strategy == "none" else (1, 2, 2, 2))
     assert parser.get_parsed_content("stage2_epochs") == 3 * epochs_factor  # the same number of steps

@@ -105,8 +105,9 @@ def paired_crop_boxes(
     integer multiple of it on each axis, so an image crop covers exactly the pixels of its heatmap crop. Boxes
     from each array's own shape would not: a 96-px image and its 6-cell heatmap put the centre crop at pixel 24
     and at cell 1 (pixel 16). On that grid the centre crop sits at most half a heatmap cell from the image's
-    true centre. An array that is not such a multiple gets the boxes of its own shape, which line up only
-    approximately.
+    true centre. On an odd grid (a 5-cell heatmap axis) the image crops are the regions of their 2-cell heatmap
+    crops, smaller than half the image, rather than half-image crops that reach past their heatmaps. An array that
+    is not such a multiple gets the boxes of its own shape, which line up only approximately.
     """
     if not shapes:
         return {}
