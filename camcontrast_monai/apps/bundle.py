@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = [
     "SHIPPED_FILES", "bundle_names", "bundle_path", "bundle_version", "bundles_dir", "export_bundle", "metadata_schema",
-    "bundle_item", "is_shipped", "run_bundle",
+    "bundle_item", "bundle_workflow", "is_shipped", "run_bundle",
 ]  # fmt: skip
 
 PREFIX = "camcontrast_"
@@ -101,8 +101,8 @@ def export_bundle(name: str, out_dir: str | Path, overwrite: bool = False) -> Pa
     return target
 
 
-def run_bundle(bundle: Path, configs: Sequence[str], workflow_type: str | None = None, **overrides: Any):
-    """Run ``configs`` of ``bundle`` in this process exactly as ``python -m monai.bundle run`` would; returns the workflow."""
+def bundle_workflow(bundle: Path, configs: Sequence[str], workflow_type: str | None = None, **overrides: Any):
+    """The initialized workflow of ``configs`` of ``bundle``, as ``python -m monai.bundle run`` builds it, not yet run."""
     # importing MONAI costs seconds: only the commands that run a bundle pay it
     from monai.bundle import ConfigWorkflow
 
@@ -114,6 +114,12 @@ def run_bundle(bundle: Path, configs: Sequence[str], workflow_type: str | None =
         **overrides,
     )
     workflow.initialize()
+    return workflow
+
+
+def run_bundle(bundle: Path, configs: Sequence[str], workflow_type: str | None = None, **overrides: Any):
+    """Run ``configs`` of ``bundle`` in this process exactly as ``python -m monai.bundle run`` would; returns the workflow."""
+    workflow = bundle_workflow(bundle, configs, workflow_type, **overrides)
     workflow.run()
     workflow.finalize()
     return workflow

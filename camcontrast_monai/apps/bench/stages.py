@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from camcontrast_monai.apps.bench.step import parse_variant, spread
-from camcontrast_monai.apps.bundle import bundle_path
+from camcontrast_monai.apps.bundle import bundle_path, bundle_workflow
 from camcontrast_monai.utils.runtime import tune_malloc
 
 __all__ = ["STAGES", "StageSpec", "bench_stages", "format_stages_report"]
@@ -40,19 +40,17 @@ __all__ = ["STAGES", "StageSpec", "bench_stages", "format_stages_report"]
 
 @dataclasses.dataclass(frozen=True)
 class StageSpec:
-    """A training stage of the fundus bundle: its configs after ``common.json``, the key of its epochs, and
-    which synthetic data set it trains on."""
+    """A training stage of the fundus bundle: its configs after ``common.json`` and the key of its epochs."""
 
     configs: tuple[str, ...]
     epochs_key: str
-    data: str  # "pretrain" or "downstream"
 
 
 STAGES = {
-    "stage1": StageSpec(("stage1.json",), "stage1_epochs", "pretrain"),
-    "simclr-crop": StageSpec(("pretrain.json", "pretrain_baseline.json", "pretrain_simclr.json"), "pretrain_epochs", "pretrain"),
-    "finetune_cls": StageSpec(("finetune_cls.json",), "finetune_epochs", "downstream"),
-    "finetune_seg": StageSpec(("finetune_seg.json",), "finetune_epochs", "downstream"),
+    "stage1": StageSpec(("stage1.json",), "stage1_epochs"),
+    "simclr-crop": StageSpec(("pretrain.json", "pretrain_baseline.json", "pretrain_simclr.json"), "pretrain_epochs"),
+    "finetune_cls": StageSpec(("finetune_cls.json",), "finetune_epochs"),
+    "finetune_seg": StageSpec(("finetune_seg.json",), "finetune_epochs"),
 }
 
 
@@ -158,18 +156,6 @@ def _cache_note(dataset: Any) -> str:
     return type(dataset).__name__ + (f" ({cached}/{len(dataset)} cached)" if cached is not None else "")
 
 
-def _workflow(bundle: Path, spec: StageSpec, overrides: Mapping[str, Any]) -> Any:
-    from monai.bundle import ConfigWorkflow
-
-    workflow = ConfigWorkflow(
-        config_file=[str(bundle / "configs" / name) for name in ("common.json", *spec.configs)],
-        meta_file=str(bundle / "configs" / "metadata.json"), logging_file=str(bundle / "configs" / "logging.conf"),
-        workflow_type="train", **overrides,
-    )  # fmt: skip
-    workflow.initialize()
-    return workflow
-
-
 def _bench_stage(
     bundle: Path, stage: str, root: Path, common: Mapping[str, Any], plan: Any, epochs: int, rounds: int,
     overrides: Mapping[str, Any],
@@ -185,7 +171,7 @@ def _bench_stage(
             "output_dir": str(root / "runs" / stage / f"round{round_index}"),
             "encoder_path": str(root / "runs" / stage / f"round{round_index}" / "encoder.pt"), **overrides,
         }  # fmt: skip
-        workflow = _workflow(bundle, spec, run_overrides)
+        workflow = bundle_workflow(bundle, ["common.json", *spec.configs], "train", **run_overrides)
         shipped.append(_run_shipped(workflow))
         trainer = workflow.parser.get_parsed_content("train#trainer")
         batches = list(itertools.islice(trainer.data_loader, trainer.state.epoch_length))
