@@ -187,14 +187,14 @@ class FixedCropsd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.cropper = FixedCrops(include_center=include_center)
+        self.include_center = include_center
         self.crop_index_key = crop_index_key
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> list[dict[Hashable, NdarrayOrTensor]]:
         keys = list(self.key_iterator(data))
         if not keys:
             raise ValueError(f"none of the keys {self.keys} is in the data; nothing to crop.")
-        boxes = _paired_boxes(data, keys, self.cropper.include_center)
+        boxes = _paired_boxes(data, keys, self.include_center)
         crops = {key: [_crop(data[key], box) for box in key_boxes] for key, key_boxes in boxes.items()}
         samples = []
         for crop_index in range(len(next(iter(boxes.values())))):
@@ -221,13 +221,7 @@ class SelectFixedCrop(Transform):
 
     def __call__(self, img: NdarrayOrTensor, crop_index: int) -> NdarrayOrTensor:
         _check_channel_first(img)
-        boxes = fixed_crop_boxes(img.shape[1:], self.include_center)
-        index = int(crop_index)
-        if not 0 <= index < len(boxes):
-            raise IndexError(
-                f"crop_index {index} out of range: an image of shape {tuple(img.shape)} has {len(boxes)} fixed crops."
-            )
-        return _crop(img, boxes[index])
+        return _crop(img, _box_at(fixed_crop_boxes(img.shape[1:], self.include_center), int(crop_index), img))
 
 
 class SelectFixedCropd(MapTransform):
@@ -255,19 +249,22 @@ class SelectFixedCropd(MapTransform):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.crop_index_key = crop_index_key
-        self.selector = SelectFixedCrop(include_center=include_center)
+        self.include_center = include_center
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
         keys = list(self.key_iterator(d))
         index = int(d[self.crop_index_key])
-        for key, key_boxes in _paired_boxes(d, keys, self.selector.include_center).items():
-            if not 0 <= index < len(key_boxes):
-                raise IndexError(
-                    f"crop_index {index} out of range: an image of shape {tuple(d[key].shape)} has {len(key_boxes)} fixed crops."
-                )
-            d[key] = _crop(d[key], key_boxes[index])
+        for key, key_boxes in _paired_boxes(d, keys, self.include_center).items():
+            d[key] = _crop(d[key], _box_at(key_boxes, index, d[key]))
         return d
+
+
+def _box_at(boxes: Sequence[tuple[slice, ...]], index: int, img: NdarrayOrTensor) -> tuple[slice, ...]:
+    """Box ``index`` of ``img``'s fixed crops; an IndexError that names the image's shape when there is none."""
+    if not 0 <= index < len(boxes):
+        raise IndexError(f"crop_index {index} out of range: an image of shape {tuple(img.shape)} has {len(boxes)} fixed crops.")
+    return boxes[index]
 
 
 def _paired_boxes(

@@ -172,7 +172,7 @@ def bench_step(
     device_t = torch.device(device)
     on_gpu = device_t.type == "cuda"
 
-    bf16_ok, bf16_note = (torch.cuda.is_bf16_supported(), "GPU lacks bf16") if on_gpu else bf16_supported()
+    bf16_ok, bf16_note = bf16_supported(device_t)
     runnable, notes = _runnable_variants(variants, spatial_dims, bf16_ok, bf16_note, device_t.type)
 
     torch.manual_seed(seed)
