@@ -487,6 +487,12 @@ def _pipeline_runners(
     def shuffled_batches(loader_class: type, dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
         return loader_class(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers)
 
+    def reference_run(reference_dtype: str | None, reference_channels_last: bool) -> Callable[[_PeakMemory], _Timer]:
+        return lambda memory: _run_plain(
+            network, iter(shuffled_batches(torch.utils.data.DataLoader, reference_dataset)), loss_fn, device,
+            reference_dtype, reference_channels_last, warmup, steps, memory,
+        )  # fmt: skip
+
     resident = [
         (batch["image"], batch["heatmap"])
         for batch, _ in zip(shuffled_batches(MonaiDataLoader, ours_dataset), range(warmup + steps), strict=False)
@@ -496,14 +502,8 @@ def _pipeline_runners(
             network, shuffled_batches(MonaiDataLoader, ours_dataset), loss_fn, device, autocast_dtype, channels_last,
             warmup, steps, batch_augmentation, memory,
         ),
-        "reference": lambda memory: _run_plain(
-            network, iter(shuffled_batches(torch.utils.data.DataLoader, reference_dataset)), loss_fn, device, None,
-            False, warmup, steps, memory,
-        ),
-        **({} if precision == "fp32" else {"reference_same_precision": lambda memory: _run_plain(
-            network, iter(shuffled_batches(torch.utils.data.DataLoader, reference_dataset)), loss_fn, device,
-            autocast_dtype, channels_last, warmup, steps, memory,
-        )}),
+        "reference": reference_run(None, False),
+        **({} if precision == "fp32" else {"reference_same_precision": reference_run(autocast_dtype, channels_last)}),
         "compute": lambda memory: _run_plain(
             network, iter(resident), loss_fn, device, autocast_dtype, channels_last, warmup, steps, memory
         ),
