@@ -109,13 +109,15 @@ def test_stage1_trainer_reports_loss_terms_under_bf16_autocast():
                       loss_function=CAMClassifierLoss(), autocast_dtype="int8")  # fmt: skip
 
 
-def _finetune_run(trainer_class, **kwargs):
+def _finetune_run(trainer_class, batch=None, seen_inputs=None, **kwargs):
     """One SGD step of a small conv classifier with ``trainer_class``: the weights after it and the batch output."""
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-    batch = stage1_batches()[:1]
+    batch = batch or stage1_batches()[:1]
     seen_dtypes = []
     network[0].register_forward_hook(lambda module, inputs, output: seen_dtypes.append(output.dtype))
+    if seen_inputs is not None:
+        network[0].register_forward_pre_hook(lambda module, inputs: seen_inputs.append(type(inputs[0])))
     trainer = trainer_class(
         device="cpu", max_epochs=1, train_data_loader=batch, network=network, optimizer=torch.optim.SGD(network.parameters(), lr=0.5),
         loss_function=torch.nn.CrossEntropyLoss(), **kwargs,
@@ -141,6 +143,18 @@ def test_finetune_trainer_steps_as_supervised_trainer_and_autocasts_on_the_cpu()
     assert bf16_output["loss"].dtype == torch.float32 and bf16_output["pred"].dtype == torch.float32
     assert bf16_output["loss"].item() == pytest.approx(monai_output["loss"].item(), abs=0.02)
     assert not torch.equal(bf16_weights, monai_weights) and torch.allclose(bf16_weights, monai_weights, atol=0.02)
+
+
+def test_the_step_sees_a_plain_tensor_with_the_values_of_a_metatensor_batch():
+    from monai.data import MetaTensor
+
+    plain = stage1_batches()[:1]
+    meta = [{"image": MetaTensor(plain[0]["image"], meta={"filename_or_obj": "a.png"}), "label": plain[0]["label"]}]
+    seen = []
+    plain_weights, plain_output, _ = _finetune_run(FinetuneTrainer, batch=plain, seen_inputs=seen)
+    meta_weights, meta_output, _ = _finetune_run(FinetuneTrainer, batch=meta, seen_inputs=seen)
+    assert seen == [torch.Tensor, torch.Tensor]  # no MetaTensor bookkeeping through the forward and backward passes
+    assert torch.equal(meta_weights, plain_weights) and meta_output["loss"].item() == plain_output["loss"].item()
 
 
 def test_auto_precision_is_bf16_where_the_cpu_has_it_and_float32_with_a_note_where_not(monkeypatch, caplog):

@@ -18,6 +18,7 @@ from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.networks.heatmaps import cam_heatmaps, positive_class_heatmaps, unweighted_heatmaps
 from camcontrast_monai.transforms.suppression import BackgroundSuppression, NegativeSuppression
 from camcontrast_monai.utils.io import atomic_path
+from camcontrast_monai.utils.tensors import plain_tensor
 
 __all__ = ["generate_heatmaps", "heatmap_id"]
 
@@ -88,7 +89,7 @@ def generate_heatmaps(
     classifier = classifier.to(device)
     paired: list[dict[str, Any]] = [dict(entry) for entry in datalist]
     for batch in tqdm(loader, desc="heatmaps", unit="batch"):
-        images = torch.as_tensor(batch[image_key]).to(device)
+        images = plain_tensor(batch[image_key]).to(device)
         if unweighted:
             heatmaps = unweighted_heatmaps(classifier, images).cpu()
         elif multilabel:

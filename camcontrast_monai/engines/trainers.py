@@ -22,6 +22,7 @@ from monai.utils import CommonKeys as Keys
 from torch.nn.parallel import DistributedDataParallel
 
 from camcontrast_monai.engines.distributed import LogitsAndCAMs
+from camcontrast_monai.utils.tensors import plain_tensor
 
 __all__ = [
     "BatchAugmentingTrainer",
@@ -115,9 +116,11 @@ class ForwardLossTrainer(SupervisedTrainer):
         self._network_format: torch.memory_format | None = None
 
     def _to_device(self, batch: Mapping[str, Any], key: str) -> torch.Tensor:
+        """``batch[key]`` on the training device as a plain tensor: a MONAI ``MetaTensor`` would carry its
+        metadata bookkeeping through every operation of the forward and backward passes, which no step needs."""
         if key not in batch:
             raise KeyError(f"{type(self).__name__} needs '{key}' in every batch, got keys {sorted(batch)}")
-        return self._memory_format(torch.as_tensor(batch[key]).to(self.state.device, non_blocking=self.non_blocking))
+        return self._memory_format(plain_tensor(batch[key]).to(self.state.device, non_blocking=self.non_blocking))
 
     def _memory_format(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.channels_last and tensor.ndim in _CHANNELS_LAST:

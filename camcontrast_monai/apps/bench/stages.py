@@ -34,6 +34,7 @@ import torch
 from camcontrast_monai.apps.bench.step import parse_variant, spread
 from camcontrast_monai.apps.bundle import bundle_path, bundle_workflow
 from camcontrast_monai.utils.runtime import tune_malloc
+from camcontrast_monai.utils.tensors import plain_tensor
 
 __all__ = ["STAGES", "StageSpec", "bench_stages", "format_stages_report"]
 
@@ -142,8 +143,8 @@ def _run_compute(trainer: Any, batches: Sequence[Mapping[str, Any]], epochs: int
 
 
 def _plain(value: Any) -> Any:
-    """A MONAI MetaTensor as a plain tensor; anything else as it is."""
-    return value.as_tensor() if hasattr(value, "as_tensor") else value
+    """A tensor (a MONAI MetaTensor among them) as a plain tensor; anything else as it is."""
+    return plain_tensor(value) if torch.is_tensor(value) else value
 
 
 def _batch_size(batch: Mapping[str, Any]) -> int:
