@@ -142,6 +142,18 @@ def test_per_crop_augmentation_switch_augments_in_the_workers(setup):
     assert tuple(dataset[0]["image"].shape) == (3, 8, 8)  # augmented (resized to crop_size) per crop
 
 
+def test_shipped_auto_augments_in_the_loader_workers_on_a_cpu(setup):
+    """The bundle's "auto": the workers augment each crop on a CPU; without workers the trainer augments batches."""
+    workers = _parser(setup, ["common.json", "pretrain.json"], **{"train#dataloader#num_workers": 2})
+    assert workers["batched_augmentation"] == "auto"
+    assert workers.get_parsed_content("augment_in_batches") is False
+    assert workers.get_parsed_content("train#batch_augmentation") is None
+    batched = _parser(setup, ["common.json", "pretrain.json"])
+    assert batched.get_parsed_content("augment_in_batches") is True
+    in_workers, in_batches = (p.get_parsed_content("train#crop_transform").transforms for p in (workers, batched))
+    assert len(in_workers) == len(in_batches) + 1  # the per-crop augmentation, before the float cast
+
+
 def test_unknown_crop_strategy_is_refused(setup):
     with pytest.raises(RuntimeError) as raised:
         _dataset(setup, crop_strategy="six")

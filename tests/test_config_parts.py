@@ -19,7 +19,12 @@ from camcontrast_monai.engines import (
 )
 from camcontrast_monai.losses import CAMClassifierLoss
 from camcontrast_monai.metrics import AveragePrecision, MeanF1, MultilabelAUC, segmentation_metric
-from camcontrast_monai.transforms import BatchStage2Augmentation, augmented_views, stage2_batch_augmentation
+from camcontrast_monai.transforms import (
+    BatchStage2Augmentation,
+    augmented_views,
+    resolve_batched_augmentation,
+    stage2_batch_augmentation,
+)
 
 
 def pairs(n_images, size=8, heatmap_size=4):
@@ -99,6 +104,16 @@ def test_stage1_parts_for_multilabel_findings():
 def test_batched_augmentation_is_off_or_the_2d_chain_by_default():
     assert stage2_batch_augmentation(False, [4, 4]) is None
     assert isinstance(stage2_batch_augmentation(True, [4, 4], seed=3), BatchStage2Augmentation)
+
+
+def test_auto_augments_in_batches_on_a_gpu_or_without_workers_and_in_the_workers_on_a_cpu():
+    assert resolve_batched_augmentation("auto", "cpu", 2) is False
+    assert resolve_batched_augmentation("auto", torch.device("cpu"), 0) is True
+    assert resolve_batched_augmentation("auto", torch.device("cuda", 1), 2) is True
+    assert resolve_batched_augmentation("false", "cuda", 0) is False  # an explicit switch wins, in any spelling
+    assert resolve_batched_augmentation(True, "cpu", 2) is True
+    with pytest.raises(ValueError, match="'batched_augmentation'.*'sometimes'"):
+        resolve_batched_augmentation("sometimes", "cpu", 2)
 
 
 def test_augmented_views_copy_then_augment_each_view_on_its_own():

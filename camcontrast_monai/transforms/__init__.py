@@ -12,6 +12,7 @@ from camcontrast_monai.transforms.batch_affine import BatchAffineIntensityAugmen
 from camcontrast_monai.transforms.batch_augment import (
     BatchStage2Augmentation,
     resized_crop_flip_rotate_grid,
+    resolve_batched_augmentation,
     stage2_batch_augmentation,
 )
 from camcontrast_monai.transforms.crops import (
@@ -47,6 +48,7 @@ from camcontrast_monai.transforms.volume import FitVolume, FitVolumed
 __all__ = [
     "BatchAffineIntensityAugmentation",
     "stage2_batch_augmentation",
+    "resolve_batched_augmentation",
     "FitVolume",
     "FitVolumed",
     "FIXED_CROP_NAMES_2D",

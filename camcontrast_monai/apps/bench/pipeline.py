@@ -5,9 +5,10 @@ batch, crop size and loss, three ways of feeding stage-2 training steps:
 
 * ``ours``: the fundus bundle's pipeline (``pretrain.json``): :class:`FixedCropDataset` caches every
   decoded, resized image (uint8) and its float32 heatmap once; ``num_workers`` DataLoader workers cut
-  the crops from the cache, and the real :class:`Stage2Trainer` augments each batch at once
-  (:class:`BatchStage2Augmentation`; with ``batched_augmentation=False`` the workers augment each crop
-  instead) and runs the step with the chosen precision (default: the bundle's own, float32 as shipped);
+  the crops from the cache; the workers augment each crop, or the real :class:`Stage2Trainer` augments
+  each batch at once (:class:`BatchStage2Augmentation`), as the bundle's ``batched_augmentation`` chooses
+  for the device and worker count by default; the trainer runs the step with the chosen precision
+  (default: the bundle's own);
 * ``reference``: the public implementation's pipeline: five JPEG crop files and five JPEG heatmap crop
   files written per image, each decoded and augmented per sample by a standard torch ``DataLoader``
   (same worker count, same augmentation chain), and a plain float32 training loop;
@@ -59,7 +60,7 @@ from camcontrast_monai.networks.cam_classifier import CAMClassifier
 from camcontrast_monai.networks.contrastive import CAMContrastNet
 from camcontrast_monai.networks.heatmaps import cam_heatmaps
 from camcontrast_monai.transforms.augment import stage2_image_augmentation
-from camcontrast_monai.transforms.batch_augment import BatchStage2Augmentation
+from camcontrast_monai.transforms.batch_augment import BatchStage2Augmentation, resolve_batched_augmentation
 from camcontrast_monai.transforms.crops import paired_crop_boxes
 from camcontrast_monai.utils.runtime import tune_malloc
 
@@ -321,7 +322,7 @@ def bench_pipeline(
     rounds: int = 3,
     num_workers: int = 2,
     precision: str = "shipped",
-    batched_augmentation: bool = True,
+    batched_augmentation: bool | str = "shipped",
     n_images: int | None = None,
     source_size: int | None = None,
     device: str = "cpu",
@@ -349,8 +350,10 @@ def bench_pipeline(
             (``reference_same_precision``, run only where that precision is not fp32), so the report gives
             (a) ours / reference, (b) ours / reference at the same precision, the pipeline's own gain, and
             (c) ours / compute.
-        batched_augmentation: ours augments whole batches in the trainer (:class:`BatchStage2Augmentation`,
-            the bundle's default); False augments each crop in the workers, as the reference does.
+        batched_augmentation: True: ours augments whole batches in the trainer (:class:`BatchStage2Augmentation`);
+            False: each crop in the workers, as the reference does; ``shipped`` (the default): the fundus
+            bundle's own choice for ``device`` and ``num_workers`` (its ``"auto"``: batched on a GPU or
+            without workers, else in the workers).
         n_images: source images (default: enough for one pass of ``warmup + steps`` batches).
         source_size: side of the written source images (default: 1.25 x the resized side ``2 * crop_size``).
         device: cpu or cuda.
@@ -365,6 +368,7 @@ def bench_pipeline(
     device_t = torch.device(device)
     malloc_tuned = tune_malloc()
     precision, notes = _resolve_precision(precision, device_t)
+    batched_augmentation = _resolve_augmentation(batched_augmentation, device_t, num_workers, notes)
     image_size = 2 * crop_size
     n_images = _check_n_images(n_images, batch_size, warmup + steps)
     source_size = source_size or image_size + image_size // 4
@@ -418,8 +422,8 @@ def _resolve_precision(precision: str, device: torch.device) -> tuple[str, list[
     """The ``bench step`` variant that ``precision`` names, and a note on where it came from.
 
     ``shipped`` reads the fundus bundle's ``autocast_dtype`` and ``channels_last``; ``auto`` is
-    bf16+channels_last where bf16 works (assumed on a GPU), else fp32. An unknown variant raises here,
-    before any data are written.
+    bf16+channels_last where the device runs bf16 natively (``bf16_supported``), else fp32. An unknown variant
+    raises here, before any data are written.
     """
     notes: list[str] = []
     if precision == "shipped":
@@ -427,7 +431,7 @@ def _resolve_precision(precision: str, device: torch.device) -> tuple[str, list[
         precision = ("bf16" if autocast_dtype == "bfloat16" else "fp32") + ("+channels_last" if bundle_item("channels_last") else "")
         notes.append(f"precision shipped -> {precision}: the fundus bundle's autocast_dtype and channels_last")
     elif precision == "auto":
-        bf16_ok, why = (True, "") if device.type == "cuda" else bf16_supported()
+        bf16_ok, why = bf16_supported(device)
         precision = "bf16+channels_last" if bf16_ok else "fp32"
         if not bf16_ok:
             notes.append(f"precision auto -> fp32: {why}")
@@ -435,6 +439,17 @@ def _resolve_precision(precision: str, device: torch.device) -> tuple[str, list[
     if precision == "fp32":
         notes.append("ours runs fp32, as the reference does: reference_same_precision is the reference run itself")
     return precision, notes
+
+
+def _resolve_augmentation(value: bool | str, device: torch.device, num_workers: int, notes: list[str]) -> bool:
+    """Whether ours augments in batches: ``value``, or for ``shipped`` the fundus bundle's own switch resolved
+    for ``device`` and ``num_workers``, with a note saying so."""
+    if value != "shipped":
+        return resolve_batched_augmentation(value, device, num_workers)
+    shipped = bundle_item("batched_augmentation", ["common.json", "pretrain.json"])
+    batched = resolve_batched_augmentation(shipped, device, num_workers)
+    notes.append(f"batched_augmentation shipped ({shipped!r}) -> {batched} on {device} with {num_workers} workers")
+    return batched
 
 
 def _check_n_images(n_images: int | None, batch_size: int, batches: int) -> int:
