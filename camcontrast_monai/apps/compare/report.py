@@ -87,7 +87,7 @@ def _score_table(rows: Sequence[Mapping[str, Any]], grid: Grid) -> list[dict[str
         for task in grid.tasks:
             for fraction in grid.fractions:
                 row = lookup.get((method.spec, task, fraction))
-                line[f"{task} ({TASK_METRICS[task]}), {fraction:g} labels"] = (row["mean"], row["std"]) if row else math.nan
+                line[f"{task} ({TASK_METRICS[task]}), {fraction:.0%} of labels"] = (row["mean"], row["std"]) if row else math.nan
         table.append(line)
     return table
 
@@ -108,8 +108,8 @@ def _save_figures(report: Path, rows: Sequence[Mapping[str, Any]], grid: Grid) -
     fractions, seeds = grid.fractions, grid.seeds
     figures = []
     for task in grid.tasks:
-        results = {f"{f:g} labels": {r["method"]: r["mean"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
-        errors = {f"{f:g} labels": {r["method"]: r["std"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
+        results = {f"{f:.0%} of labels": {r["method"]: r["mean"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
+        errors = {f"{f:.0%} of labels": {r["method"]: r["std"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
         if any(results.values()):
             name = f"{task}.png"
             save_bar_chart(results, report / name, f"{task}: test {TASK_METRICS[task]}, mean ± std over {len(seeds)} seeds", errors=errors, ylabel=TASK_METRICS[task])
