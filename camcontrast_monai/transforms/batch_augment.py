@@ -264,6 +264,7 @@ def stage2_batch_augmentation(
         return BatchAffineIntensityAugmentation.from_transforms(per_sample, seed=seed)
     return BatchStage2Augmentation(spatial_size=spatial_size, scale=scale, seed=seed)
 
+
 def resolve_batched_augmentation(value: object, device: torch.device | str, num_workers: int) -> bool:
     """The ``batched_augmentation`` switch, with ``"auto"`` resolved for ``device`` and the loader's ``num_workers``.
 
