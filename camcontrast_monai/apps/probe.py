@@ -153,26 +153,32 @@ def probe_bundle_encoders(
 
 
 def split_probe_score(
-    metric: Any, head_sizes: Sequence[int], train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+    metric: Any, head_sizes: Sequence[int] | None, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
     seed: int = 0,
 ) -> float:  # fmt: skip
     """A linear probe fitted on one fine-tuning split and scored on its test part by the fine-tuning's own metric.
 
-    ``train`` and ``test`` are ``(features (N, D), labels (N, n_heads))``. The probe predicts the label
-    combination (for IDRiD grading: the (DR, DME) pair) as one class, and the prediction goes to ``metric``
-    (an Ignite metric handler such as ``test#metric``) as one-hot logits per head, so a fine-tuned
-    classifier and the probe of its frozen encoder are scored alike, on the same images.
+    ``train`` and ``test`` are ``(features (N, D), labels)``. With ``head_sizes`` the labels are ``(N, n_heads)``
+    class indices: the probe predicts the label combination (for IDRiD grading: the (DR, DME) pair) as one
+    class, and the prediction goes to ``metric`` (an Ignite metric handler such as ``test#metric``) as one-hot
+    logits per head. Without, the labels are ``(N, K)`` 0/1 targets of a metric that scores each class (an
+    AUC; one-hot classes for a multi-class task): one probe per class, whose probabilities are the scores. A
+    fine-tuned classifier and the probe of its frozen encoder are so scored alike, on the same images.
     """
     from camcontrast_monai.engines import combination_logits
     from camcontrast_monai.metrics.probes import ProbeTask, linear_probe
 
     (train_x, train_y), (test_x, test_y) = train, test
-    combinations, classes = np.unique(np.asarray(train_y, dtype=int).reshape(len(train_y), -1), axis=0, return_inverse=True)
-    predicted = combinations[linear_probe(ProbeTask("split", classes), train_x, classes, test_x, seed=seed)]
-    logits = combination_logits(predicted, head_sizes)
+    if head_sizes is None:
+        targets = np.asarray(train_y, dtype=int)
+        predictions = torch.as_tensor(linear_probe(ProbeTask("split", targets), train_x, targets, test_x, seed=seed)).float()
+    else:
+        combinations, classes = np.unique(np.asarray(train_y, dtype=int).reshape(len(train_y), -1), axis=0, return_inverse=True)
+        predicted = combinations[linear_probe(ProbeTask("split", classes), train_x, classes, test_x, seed=seed)]
+        predictions = combination_logits(predicted, head_sizes)
     metric_fn = metric.metric_fn
     metric_fn.reset()
-    metric_fn(y_pred=logits, y=torch.as_tensor(np.asarray(test_y)).reshape(len(test_x), -1))
+    metric_fn(y_pred=predictions, y=torch.as_tensor(np.asarray(test_y)).reshape(len(test_x), -1))
     return float(metric_fn.aggregate())
 
 

@@ -1,7 +1,8 @@
 """``camcontrast bench compare``: pretraining methods x downstream tasks x label fractions x seeds, and a report.
 
-Every run goes through the fundus bundle's configs (a snapshot of them taken at the first start, so a
-comparison that is resumed later keeps running the configs it started with). Each method is pretrained
+Every run goes through one bundle's configs (fundus, cxr or mri3d; a snapshot of them taken at the first start,
+so a comparison that is resumed later keeps running the configs it started with); what differs between the
+bundles (tasks, presets, data, run sizes) is their :mod:`~camcontrast_monai.apps.compare.settings`. Each method is pretrained
 once per seed with the same data, the same stage-2 schedule (epochs, batch size, optimiser, learning
 rate) and the same encoder; each downstream run is fine-tuned with every learning rate of the same grid
 for every method. For each method, task and label fraction, the learning rate with the best mean
@@ -53,12 +54,14 @@ from camcontrast_monai.apps.compare.runs import (
     step_count,
     write_data,
 )
+from camcontrast_monai.apps.compare.settings import SETTINGS, compare_setting
 from camcontrast_monai.apps.compare.summary import paired_differences, power_check, select_and_summarise
 
 __all__ = [
     "ABLATIONS",
     "BASELINES",
     "PLANS",
+    "SETTINGS",
     "ComparePlan",
     "MethodSpec",
     "paired_differences",
@@ -71,6 +74,7 @@ __all__ = [
 
 def run_compare(
     out: str = "compare_output",
+    bundle: str = "fundus",
     methods: str | Sequence[str] = "camcontrast,supce-crop,simclr-crop,random",
     tasks: str | Sequence[str] = "grading,lesions",
     fractions: float | str | Sequence[float] = 0.25,
@@ -88,14 +92,19 @@ def run_compare(
 
     Args:
         out: folder for data, runs and the report (report/README.md); rerun the same command to resume.
+        bundle: fundus (paper Table 7), cxr (Table 12: 14-label linear evaluation, pneumothorax) or mri3d
+            (Table 11: CN/MCI/AD in folds; seeds are folds, and only random and camcontrast pretrain).
         methods: comma-separated specs: random, camcontrast, simclr[-crop], supce[-crop], supcon[-crop],
             each optionally with ":ablation" or ":key=value" overrides, e.g. "camcontrast:no_attention".
-        tasks: comma-separated downstream tasks: grading, lesions, disc_cup, vessels.
+        tasks: comma-separated downstream tasks: fundus grading, glaucoma, lesions, disc_cup, vessels;
+            cxr chestxray14, pneumothorax; mri3d adni_3way.
         fractions: comma-separated label fractions of the training split.
         seeds: comma-separated seeds (each seed pretrains, splits and fine-tunes anew).
-        preset: sizes and learning-rate grid: "default" (about an hour on 2 CPU cores) or "tiny" (a smoke run).
-        dataset_dir: a folder with pretrain/ and downstream/ in the fundus bundle's layout; default:
-            synthetic data written under out/data.
+        preset: sizes and learning-rate grid: fundus "default" (about an hour on 2 CPU cores), "benchmark"
+            (the evaluation's scale, about 80 minutes for all five tasks) or "tiny" (a smoke run); cxr and
+            mri3d "default" (their demos' sizes) or "tiny".
+        dataset_dir: a folder with the bundle's data in its layout (fundus: pretrain/ and downstream/);
+            default: synthetic data written under out/data.
         num_workers: data-loading worker processes.
         embedding_map: also draw UMAP maps of the first seed's encoders' crop representations (Fig. 8).
         shared_pretraining: pretrain each method once (first seed) and fine-tune every seed from it.
@@ -108,28 +117,29 @@ def run_compare(
     fine-tuning starts from that encoder: the spread over seeds then covers splits and fine-tuning but
     not pretraining (cheaper by the number of seeds in pretraining time).
     """
-    plan, grid = parse_grid(preset, methods, tasks, fractions, seeds)
+    setting = compare_setting(bundle)
+    plan, grid = parse_grid(setting, preset, methods, tasks, fractions, seeds)
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = command_line(out_dir, grid, preset, dataset_dir, shared_pretraining)
-    runner = Runner(out_dir, step_count(grid, plan, shared_pretraining), report_only)
-    check_plan(out_dir, preset, plan, dataset_dir, shared_pretraining)
+    command = command_line(out_dir, setting, grid, preset, dataset_dir, shared_pretraining)
+    runner = Runner(out_dir, setting, step_count(grid, plan, shared_pretraining), report_only)
+    check_plan(out_dir, setting, preset, plan, dataset_dir, shared_pretraining)
     runner.snapshot()
     data_dir = Path(dataset_dir).resolve() if dataset_dir else out_dir / "data"
     if not dataset_dir:
-        write_data(data_dir, plan)
-    common = {"dataset_dir": str(data_dir), "width": plan.width, "num_workers": num_workers}
+        write_data(data_dir, setting, plan)
+    common = {"dataset_dir": str(data_dir), "width": plan.width, "num_workers": num_workers, **setting.common_overrides(plan)}
     encoders = pretrain_and_finetune(runner, grid, plan, common, shared_pretraining)
-    probes = probe_methods(out_dir, runner.bundle, grid.methods, encoders, plan, common, report_only)
-    rows = select_and_summarise(out_dir, grid.methods, grid.tasks, grid.fractions, grid.seeds, plan.lr_grid)
-    power_rows = select_and_summarise(out_dir, [POWER_METHOD], grid.tasks, [POWER_FRACTION], grid.seeds, plan.lr_grid)
-    power = power_check(power_rows, trivial_scores(runner, grid, plan, common))
-    checks = probe_check(out_dir, runner.bundle, rows, grid, plan, common, encoders, report_only)
-    crops = crop_features(out_dir, grid.methods, plan, grid.seeds[0], common) if embedding_map else {}
+    probes = probe_methods(runner, grid.methods, encoders, plan, common)
+    rows = select_and_summarise(out_dir, grid.methods, grid.tasks, grid.fractions, grid.seeds, plan.lr_grid, setting)
+    power_rows = select_and_summarise(out_dir, [POWER_METHOD], grid.tasks, [POWER_FRACTION], grid.seeds, plan.lr_grid, setting)
+    power = power_check(power_rows, trivial_scores(runner, grid, plan, common), setting)
+    checks = probe_check(runner, rows, grid, plan, common, encoders)
+    crops = crop_features(out_dir, grid.methods, plan, grid.seeds[0], common) if embedding_map and setting.crop_maps else {}
     picture = embedding_maps(out_dir, crops, grid.seeds[0])
     crop_rows = crop_probes(crops, seed=grid.seeds[0])
     report = write_report(
-        out_dir, rows, plan, grid, command, runner.commands, time.perf_counter() - runner.started, picture,
+        out_dir, setting, rows, plan, grid, command, runner.commands, time.perf_counter() - runner.started, picture,
         shared_pretraining, probes, power, checks, crop_rows,
     )  # fmt: skip
     print(f"report written to {report / 'README.md'}", flush=True)

@@ -12,42 +12,74 @@ import numpy as np
 import torch
 
 from camcontrast_monai.apps.bundle import bundle_item
-from camcontrast_monai.apps.compare.plan import CLASSIFICATION_TASKS, ComparePlan, Grid, MethodSpec
+from camcontrast_monai.apps.compare.plan import ComparePlan, Grid, MethodSpec
 from camcontrast_monai.apps.compare.runs import Runner, task_run
+from camcontrast_monai.apps.compare.settings import CompareSetting
 from camcontrast_monai.report.tables import write_json
 
 
-def trivial_score(bundle: Path, task: str, seed: int, plan: ComparePlan, common: Mapping[str, Any]) -> float:
+def trivial_score(
+    bundle: Path, setting: CompareSetting, task: str, seed: int, plan: Any, common: Mapping[str, Any]
+) -> float:  # fmt: skip
     """The test score of the best predictor that sees no image, on seed ``seed``'s test split of ``task``.
 
-    The candidates are constant: every label combination of the training split for classification, all
-    background and all foreground for segmentation; the one the task's metric scores best on the training
-    split is scored on the test split (:func:`~camcontrast_monai.engines.trivial_test_score`). The split,
-    transforms and metric are the fine-tuning config's own, so the number pairs with the fine-tuned test
-    scores of the same seed.
+    The candidates are constant: every label combination of the training split for a classification scored by
+    accuracy or F1, all background and all foreground for segmentation; the one the task's metric scores best on
+    the training split is scored on the test split (:func:`~camcontrast_monai.engines.trivial_test_score`). Under
+    an AUC every constant ties every class's positives with its negatives, so the score is that of one constant.
+    The split, transforms and metric are the fine-tuning config's own, so the number pairs with the fine-tuned
+    test scores of the same seed.
     """
     from monai.data import Dataset
     from monai.transforms import Compose
 
     from camcontrast_monai.engines import label_combination_logits, trivial_test_score
 
-    parser = _task_parser(bundle, task, seed, 1.0, plan, common)
-    train = parser.get_parsed_content("splits")["train"]
-    if task in CLASSIFICATION_TASKS:
+    parser = _task_parser(bundle, setting, task, seed, 1.0, plan, common)
+    splits = parser.get_parsed_content("splits")
+    metric = parser.get_parsed_content("test#metric")
+    if _scores_classes(metric):
+        targets = _label_matrix([entry["label"] for entry in splits["test"]], parser)
+        return _metric_value(metric, torch.zeros(targets.shape), targets)
+    train = splits["train"]
+    if setting.tasks[task].classification:
         logits = label_combination_logits([entry["label"] for entry in train], parser.get_parsed_content("head_sizes"))
         candidates = [lambda label, constant=constant: constant[None] for constant in logits]
     else:
         train = Dataset(train, Compose(parser.get_parsed_content("eval_transforms")))
         candidates = [torch.zeros_like, torch.ones_like]
-    metric = parser.get_parsed_content("test#metric")
     return trivial_test_score(metric, train, parser.get_parsed_content("test#dataset"), candidates)
 
 
-def _task_parser(bundle: Path, task: str, seed: int, fraction: float, plan: ComparePlan, common: Mapping[str, Any]):
+def _scores_classes(metric: Any) -> bool:
+    """Whether a task's metric takes a score per class (an AUC) rather than one-hot predictions."""
+    from camcontrast_monai.metrics import MultilabelAUC
+
+    return isinstance(metric, MultilabelAUC)
+
+
+def _label_matrix(labels: Sequence[Any], parser: Any) -> torch.Tensor:
+    """``(N, K)`` 0/1 targets of a task scored per class: multilabel vectors as they are, class indices one-hot."""
+    array = np.asarray(labels)
+    if array.ndim == 1:
+        array = np.eye(len(parser.get_parsed_content("class_names")), dtype=int)[array.astype(int)]
+    return torch.as_tensor(array).float()
+
+
+def _metric_value(metric: Any, predictions: torch.Tensor, targets: torch.Tensor) -> float:
+    metric_fn = metric.metric_fn
+    metric_fn.reset()
+    metric_fn(y_pred=predictions, y=targets)
+    return float(metric_fn.aggregate())
+
+
+def _task_parser(
+    bundle: Path, setting: CompareSetting, task: str, seed: int, fraction: float, plan: Any, common: Mapping[str, Any]
+):  # fmt: skip
     """A ``ConfigParser`` of ``task``'s fine-tuning configs with the values a run of ``seed`` and ``fraction`` gets."""
     from monai.bundle import ConfigParser
 
-    configs, task_overrides = task_run(task, plan)
+    configs, task_overrides = task_run(setting, task, plan, seed, fraction)
     parser = ConfigParser()
     parser.read_config([str(bundle / "configs" / name) for name in configs])
     parser.update({"bundle_root": str(bundle), **common, **task_overrides, "seed": seed, "label_fraction": fraction})
@@ -55,8 +87,8 @@ def _task_parser(bundle: Path, task: str, seed: int, fraction: float, plan: Comp
 
 
 def probe_check(
-    out_dir: Path, bundle: Path, rows: Sequence[Mapping[str, Any]], grid: Grid, plan: ComparePlan,
-    common: Mapping[str, Any], encoders: Mapping[tuple[str, int], str | None], report_only: bool = False,
+    runner: Runner, rows: Sequence[Mapping[str, Any]], grid: Grid, plan: Any, common: Mapping[str, Any],
+    encoders: Mapping[tuple[str, int], str | None],
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The standing check that fine-tuning uses what a pretrained encoder knows: for every classification task,
     pretrained method and fraction, the fine-tuned test score of each seed against a linear probe of the same
@@ -64,9 +96,10 @@ def probe_check(
     the same metric. The check fails where the paired 95 % interval of fine-tuned minus probe lies below zero."""
     from camcontrast_monai.metrics import paired_difference
 
+    out_dir, bundle, setting = runner.out_dir, runner.bundle, runner.setting
     lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
     table = []
-    for task in [t for t in grid.tasks if t in CLASSIFICATION_TASKS]:
+    for task in [t for t in grid.tasks if setting.tasks[t].classification]:
         for method in grid.methods:
             # the encoder each seed fine-tuned from: its own pretraining, or the first seed's when pretraining is shared
             pretrain_seeds = {seed: seed if (method.spec, seed) in encoders else grid.seeds[0] for seed in grid.seeds}
@@ -74,15 +107,15 @@ def probe_check(
             work = {s: out_dir / "runs" / "probe_check" / task / method.slug / f"seed{s}" for s in files}
             if method.kind == "random" or not all(f and Path(f).is_file() for f in files.values()):
                 continue
-            if report_only and not all((w / "embeddings.npz").is_file() for w in work.values()):
+            if runner.report_only and not all((w / "embeddings.npz").is_file() for w in work.values()):
                 continue
-            features = {s: _task_features(work[s], bundle, task, files[s], method, plan, common) for s in files}
+            features = {s: _task_features(work[s], bundle, setting, task, files[s], method, plan, common) for s in files}
             for fraction in grid.fractions:
                 row = lookup.get((method.spec, task, fraction))
                 if row is None:
                     continue
                 probes = [
-                    _split_probe(bundle, task, seed, fraction, features[pretrain_seeds[seed]], plan, common)
+                    _split_probe(bundle, setting, task, seed, fraction, features[pretrain_seeds[seed]], plan, common)
                     for seed in grid.seeds
                 ]  # fmt: skip
                 difference = paired_difference(np.asarray(row["test_scores"], dtype=float), np.asarray(probes))
@@ -96,37 +129,44 @@ def probe_check(
 
 
 def _task_features(
-    work: Path, bundle: Path, task: str, encoder: str, method: MethodSpec, plan: ComparePlan, common: Mapping[str, Any]
-) -> dict[str, np.ndarray]:
+    work: Path, bundle: Path, setting: CompareSetting, task: str, encoder: str, method: MethodSpec, plan: Any,
+    common: Mapping[str, Any],
+) -> dict[str, np.ndarray]:  # fmt: skip
     """Pooled frozen features of every image of ``task`` (image path -> vector), embedded once into ``work``."""
     from camcontrast_monai.apps.probe import embed_images
 
     if (work / "embeddings.npz").is_file():
         with np.load(work / "embeddings.npz", allow_pickle=False) as saved:
             return dict(zip(map(str, saved["images"]), np.asarray(saved["embeddings"]), strict=True))
-    whole = _task_parser(bundle, task, 0, 1.0, plan, common).get_parsed_content("splits")
+    whole = _task_parser(bundle, setting, task, 0, 1.0, plan, common).get_parsed_content("splits")
     images = sorted({str(entry["image"]) for part in whole.values() for entry in part})
-    settings = {**common, "bundle_root": str(bundle), "image_size": plan.cls_image_size, **method.finetune_overrides}
+    settings = {**common, "bundle_root": str(bundle), **setting.probe_overrides(plan), **method.finetune_overrides}
     return dict(zip(images, embed_images(bundle, encoder, images, work, settings), strict=True))
 
 
 def _split_probe(
-    bundle: Path, task: str, seed: int, fraction: float, features: Mapping[str, np.ndarray], plan: ComparePlan,
-    common: Mapping[str, Any],
+    bundle: Path, setting: CompareSetting, task: str, seed: int, fraction: float, features: Mapping[str, np.ndarray],
+    plan: Any, common: Mapping[str, Any],
 ) -> float:  # fmt: skip
-    """:func:`~camcontrast_monai.apps.probe.split_probe_score` on the split that fine-tuning with ``seed`` and ``fraction`` used."""
+    """:func:`~camcontrast_monai.apps.probe.split_probe_score` on the split that fine-tuning with ``seed`` and
+    ``fraction`` used; a task scored per class (an AUC) is probed per class, on its ``(N, K)`` targets."""
     from camcontrast_monai.apps.probe import split_probe_score
 
-    parser = _task_parser(bundle, task, seed, fraction, plan, common)
+    parser = _task_parser(bundle, setting, task, seed, fraction, plan, common)
     splits = parser.get_parsed_content("splits")
-    train, test = (
-        (np.stack([features[str(e["image"])] for e in splits[part]]), np.stack([np.asarray(e["label"]) for e in splits[part]]))
-        for part in ("train", "test")
-    )
-    return split_probe_score(parser.get_parsed_content("test#metric"), parser.get_parsed_content("head_sizes"), train, test, seed=seed)
+    metric = parser.get_parsed_content("test#metric")
+    per_class = _scores_classes(metric)
+
+    def part(name: str) -> tuple[np.ndarray, np.ndarray]:
+        labels = [entry["label"] for entry in splits[name]]
+        targets = _label_matrix(labels, parser).numpy() if per_class else np.stack([np.asarray(label) for label in labels])
+        return np.stack([features[str(entry["image"])] for entry in splits[name]]), targets
+
+    head_sizes = None if per_class else parser.get_parsed_content("head_sizes")
+    return split_probe_score(metric, head_sizes, part("train"), part("test"), seed=seed)
 
 
-def trivial_scores(runner: Runner, grid: Grid, plan: ComparePlan, common: Mapping[str, Any]) -> dict[str, list[float]]:
+def trivial_scores(runner: Runner, grid: Grid, plan: Any, common: Mapping[str, Any]) -> dict[str, list[float]]:
     """:func:`trivial_score` of every task and seed (in seed order), each computed once and kept in ``runs/trivial``."""
     scores: dict[str, list[float]] = {}
     for task in grid.tasks:
@@ -136,23 +176,24 @@ def trivial_scores(runner: Runner, grid: Grid, plan: ComparePlan, common: Mappin
                 if runner.report_only:
                     scores.setdefault(task, []).append(math.nan)
                     continue
-                write_json({"score": trivial_score(runner.bundle, task, seed, plan, common)}, path)
+                write_json({"score": trivial_score(runner.bundle, runner.setting, task, seed, plan, common)}, path)
             scores.setdefault(task, []).append(float(json.loads(path.read_text())["score"]))
     return scores
 
 
 def probe_methods(
-    out_dir: Path, bundle: Path, methods: Sequence[MethodSpec], encoders: Mapping[tuple[str, int], str | None],
-    plan: ComparePlan, common: Mapping[str, Any], report_only: bool,
+    runner: Runner, methods: Sequence[MethodSpec], encoders: Mapping[tuple[str, int], str | None], plan: Any,
+    common: Mapping[str, Any],
 ) -> dict[str, Any] | None:  # fmt: skip
     """Frozen probes of every pretrained encoder (random: a seeded initialisation) on the downstream images, one
     set of shared splits per pretraining seed, merged over seeds; methods whose encoder is missing are left out."""
     from camcontrast_monai.apps.probe import export_encoder, merge_probe_summaries, probe_bundle_encoders
 
+    out_dir, bundle, report_only = runner.out_dir, runner.bundle, runner.report_only
     if "probe_datalist" not in json.loads((bundle / "configs" / "common.json").read_text()):
         print("frozen probes skipped: the config snapshot predates them", flush=True)
         return None
-    overrides = {**common, "bundle_root": str(bundle), "image_size": plan.cls_image_size}
+    overrides = {**common, "bundle_root": str(bundle), **runner.setting.probe_overrides(plan)}
     summaries = []
     for seed in sorted({seed for _, seed in encoders}):
         probe_dir = out_dir / "runs" / "probes" / f"seed{seed}"

@@ -6,9 +6,13 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from camcontrast_monai.apps.demo.fundus import TASK_METRICS, FundusSizes
+from camcontrast_monai.apps.demo.driver import DemoPlan
+from camcontrast_monai.apps.demo.fundus import FundusSizes
+
+if TYPE_CHECKING:
+    from camcontrast_monai.apps.compare.settings import CompareSetting
 
 BASELINES = {"simclr": "pretrain_simclr.json", "supce": "pretrain_supce.json", "supcon": "pretrain_supcon.json"}
 
@@ -28,12 +32,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 
 
 FINETUNE_KEYS = ("encoder_name", "width")  # method overrides that fine-tuning needs too
-
-
-VAL_KEYS = {"grading": "val_joint_accuracy", "glaucoma": "val_f1"}  # segmentation tasks log "val_score"
-
-
-CLASSIFICATION_TASKS = ("grading", "glaucoma")
 
 
 # The power check: random initialisation fine-tuned with every label must beat the trivial predictor by
@@ -90,6 +88,66 @@ PLANS = {
         cls_image_size=32, cls_crop_size=32, seg_image_size=32, finetune_epochs=1, seg_epochs=1, finetune_batch_size=4,
         seg_batch_size=4, lr_grid={"grading": (1e-3,), "glaucoma": (1e-3,), "lesions": (1e-3,)}, map_images=6,
         n_refuge=16,
+    ),
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class CXRComparePlan(DemoPlan):
+    """Sizes of a chest X-ray comparison (:class:`~camcontrast_monai.apps.demo.cxr.CXRDemoPlan`'s, without the
+    multilabel stage 1), and ``lr_grid``."""
+
+    n_chestxray14: int
+    n_siim: int
+    image_size: int
+    downstream_size: int
+    linear_epochs: int
+    seg_epochs: int
+    lr_grid: Mapping[str, tuple[float, ...]]
+
+
+@dataclasses.dataclass(frozen=True)
+class MRIComparePlan(DemoPlan):
+    """Sizes of a 3D brain MRI comparison (:class:`~camcontrast_monai.apps.demo.mri3d.MRIDemoPlan`'s), and ``lr_grid``."""
+
+    n_subjects: int
+    max_sessions: int
+    resnet_depth: int
+    n_folds: int
+    finetune_epochs: int
+    finetune_batch_size: int
+    lr_grid: Mapping[str, tuple[float, ...]]
+
+
+# The chest X-ray demo's sizes and learning rates (CXRDemoPlan: stage 2 for 1200 steps, where the probe of its
+# schedule curve reached 0.76 of the 0.79 it levelled at; the linear head at 0.1, pneumothorax at 0.03), with
+# pneumothorax at 100 % of the labels, which the power check needs anyway.
+CXR_PLANS = {
+    "default": CXRComparePlan(
+        n_chestxray14=400, n_siim=100, image_size=128, width=16, stage1_epochs=8, stage1_batch_size=32,
+        pretrain_epochs=30, pretrain_batch_size=40, pretrain_lr=0.003, downstream_size=96, linear_epochs=15,
+        seg_epochs=30, lr_grid={"chestxray14": (0.1,), "pneumothorax": (0.03,)},
+    ),
+    "tiny": CXRComparePlan(
+        n_chestxray14=40, n_siim=20, image_size=32, width=4, stage1_epochs=1, stage1_batch_size=8, pretrain_epochs=1,
+        pretrain_batch_size=8, pretrain_lr=0.003, downstream_size=32, linear_epochs=1, seg_epochs=1,
+        lr_grid={"chestxray14": (0.1,), "pneumothorax": (0.03,)},
+    ),
+}  # fmt: skip
+
+
+# The 3D demo's sizes (MRIDemoPlan: stage 2 for 560 steps, past the point where its probe passed the random and the
+# stage-1 encoder; fine-tuning at 10^-1.5 of the bundle's grid), in the paper's 5 folds.
+MRI_PLANS = {
+    "default": MRIComparePlan(
+        n_subjects=48, max_sessions=2, width=8, resnet_depth=10, stage1_epochs=8, stage1_batch_size=8,
+        pretrain_epochs=16, pretrain_batch_size=16, pretrain_lr=0.01, n_folds=5, finetune_epochs=12,
+        finetune_batch_size=8, lr_grid={"adni_3way": (10**-1.5,)},
+    ),
+    "tiny": MRIComparePlan(
+        n_subjects=20, max_sessions=2, width=4, resnet_depth=10, stage1_epochs=1, stage1_batch_size=8,
+        pretrain_epochs=1, pretrain_batch_size=16, pretrain_lr=0.01, n_folds=2, finetune_epochs=1,
+        finetune_batch_size=8, lr_grid={"adni_3way": (0.01,)},
     ),
 }  # fmt: skip
 
@@ -165,22 +223,21 @@ def _as_list(value: Any, cast: type) -> list:
 
 
 def parse_grid(
-    preset: str, methods: str | Sequence[str], tasks: str | Sequence[str], fractions: float | str | Sequence[float],
-    seeds: int | str | Sequence[int],
-) -> tuple[ComparePlan, Grid]:  # fmt: skip
-    """The preset's plan and the grid of the command-line values; refuses a grid the plan cannot run."""
-    if preset not in PLANS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PLANS)}")
-    plan = PLANS[preset]
+    setting: CompareSetting, preset: str, methods: str | Sequence[str], tasks: str | Sequence[str],
+    fractions: float | str | Sequence[float], seeds: int | str | Sequence[int],
+) -> tuple[Any, Grid]:  # fmt: skip
+    """The setting's preset plan and the grid of the command-line values; refuses a grid the plan cannot run."""
+    if preset not in setting.plans:
+        raise ValueError(f"unknown preset {preset!r} for the {setting.name} bundle; choose one of {sorted(setting.plans)}")
+    plan = setting.plans[preset]
     method_specs = [parse_method(m) for m in _as_list(methods, str)]
     task_list = _as_list(tasks, str)
-    unknown = [t for t in task_list if t not in TASK_METRICS]
+    unknown = [t for t in task_list if t not in setting.tasks]
     if unknown:
-        raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASK_METRICS)}")
+        raise ValueError(f"unknown tasks {unknown} for the {setting.name} bundle; choose from {sorted(setting.tasks)}")
     missing_grid = [t for t in task_list if t not in plan.lr_grid]
     if missing_grid:
         raise ValueError(f"preset {preset!r} has no learning-rate grid for {missing_grid}")
     grid = Grid(method_specs, task_list, _as_list(fractions, float), _as_list(seeds, int))
-    if any(m.overrides.get("encoder_name", "unet") != "unet" for m in method_specs) and set(task_list) - {"grading"}:
-        raise ValueError("non-U-Net encoders have no segmentation decoder: compare them on classification tasks only")
+    setting.check_grid(grid, plan)
     return plan, grid

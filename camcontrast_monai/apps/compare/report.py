@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from camcontrast_monai.apps.compare.plan import POWER_FRACTION, POWER_MARGIN, ComparePlan, Grid, MethodSpec
+from camcontrast_monai.apps.compare.plan import POWER_FRACTION, POWER_MARGIN, Grid, MethodSpec
+from camcontrast_monai.apps.compare.settings import CompareSetting
 from camcontrast_monai.apps.compare.summary import paired_differences
-from camcontrast_monai.apps.demo.fundus import TASK_METRICS
 from camcontrast_monai.report.figures import save_bar_chart, save_curves
 from camcontrast_monai.report.tables import markdown_table, write_json
 
@@ -27,14 +27,14 @@ def _probe_lines(probes: Mapping[str, Any] | None, report: Path, methods: Sequen
 
 
 def write_report(
-    out_dir: Path, rows: Sequence[Mapping[str, Any]], plan: ComparePlan, grid: Grid, command: str,
+    out_dir: Path, setting: CompareSetting, rows: Sequence[Mapping[str, Any]], plan: Any, grid: Grid, command: str,
     commands: list[dict[str, str]], seconds: float, embedding_map: Path | None, shared_pretraining: bool,
     probes: Mapping[str, Any] | None = None, power: Sequence[Mapping[str, Any]] = (),
     checks: Sequence[Mapping[str, Any]] = (), crop_rows: Sequence[Mapping[str, Any]] = (),
 ) -> Path:  # fmt: skip
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
-    figures = _save_figures(report, rows, grid)
+    figures = _save_figures(report, setting, rows, grid)
     paired = paired_differences(rows, grid)
     write_json({
         "plan": dataclasses.asdict(plan), "seeds": list(grid.seeds), "rows": list(rows), "power": list(power),
@@ -48,21 +48,22 @@ def write_report(
     expected = len(grid.methods) * len(grid.tasks) * len(grid.fractions)
     detail = _selection_detail(rows)
     lines = [
-        "# Pretraining comparison",
+        f"# Pretraining comparison ({setting.name} bundle)",
         "",
         f"Command: `{command}`",
         "",
-        f"{len(rows)} of {expected} method/task/fraction cells finished; {len(grid.seeds)} seeds ({', '.join(map(str, grid.seeds))}); "
+        f"{len(rows)} of {expected} method/task/fraction cells finished; {len(grid.seeds)} {setting.seed_name}s "
+        f"({', '.join(map(str, grid.seeds))}); "
         f"{seconds / 60:.1f} minutes in the last invocation.",
         "",
-        _setup_paragraph(plan, grid, shared_pretraining),
+        _setup_paragraph(setting, plan, grid, shared_pretraining),
         "",
         *_power_section(power),
         *_probe_lines(probes, report, grid.methods),
-        *_stage2_loss_lines(out_dir, grid, plan),
+        *_stage2_loss_lines(out_dir, setting, grid, plan),
         "## Fine-tuned test scores",
         "",
-        markdown_table(_score_table(rows, grid)),
+        markdown_table(_score_table(setting, rows, grid)),
         *[f"![{name}]({name})\n" for name in figures],
         *_paired_section(paired),
         *_probe_check_section(checks),
@@ -70,7 +71,7 @@ def write_report(
         "",
         markdown_table(detail) if detail else "(no finished cell yet)\n",
         *_embedding_section(embedding_map),
-        *_crop_probe_section(crop_rows, plan.map_images),
+        *_crop_probe_section(crop_rows, getattr(plan, "map_images", 0)),
         "Every step's command line: [commands.md](commands.md).",
         "",
     ]
@@ -78,7 +79,7 @@ def write_report(
     return report
 
 
-def _score_table(rows: Sequence[Mapping[str, Any]], grid: Grid) -> list[dict[str, Any]]:
+def _score_table(setting: CompareSetting, rows: Sequence[Mapping[str, Any]], grid: Grid) -> list[dict[str, Any]]:
     """One line per method: the test score (mean, std) of every task and fraction, NaN where unfinished."""
     lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
     table = []
@@ -87,7 +88,7 @@ def _score_table(rows: Sequence[Mapping[str, Any]], grid: Grid) -> list[dict[str
         for task in grid.tasks:
             for fraction in grid.fractions:
                 row = lookup.get((method.spec, task, fraction))
-                line[f"{task} ({TASK_METRICS[task]}), {fraction:.0%} of labels"] = (row["mean"], row["std"]) if row else math.nan
+                line[f"{task} ({setting.tasks[task].metric}), {fraction:.0%} of labels"] = (row["mean"], row["std"]) if row else math.nan
         table.append(line)
     return table
 
@@ -102,47 +103,46 @@ def _selection_detail(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]
     ]  # fmt: skip
 
 
-def _save_figures(report: Path, rows: Sequence[Mapping[str, Any]], grid: Grid) -> list[str]:
+def _save_figures(report: Path, setting: CompareSetting, rows: Sequence[Mapping[str, Any]], grid: Grid) -> list[str]:
     """Bar charts of each task's test scores (and curves over label fractions, if several); their file names."""
     lookup = {(r["method"], r["task"], r["fraction"]): r for r in rows}
     fractions, seeds = grid.fractions, grid.seeds
     figures = []
     for task in grid.tasks:
+        metric = setting.tasks[task].metric
         results = {f"{f:.0%} of labels": {r["method"]: r["mean"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
         errors = {f"{f:.0%} of labels": {r["method"]: r["std"] for r in rows if r["task"] == task and r["fraction"] == f} for f in fractions}
         if any(results.values()):
             name = f"{task}.png"
-            save_bar_chart(results, report / name, f"{task}: test {TASK_METRICS[task]}, mean ± std over {len(seeds)} seeds", errors=errors, ylabel=TASK_METRICS[task])
+            save_bar_chart(results, report / name, f"{task}: test {metric}, mean ± std over {len(seeds)} {setting.seed_name}s", errors=errors, ylabel=metric)
             figures.append(name)
         if len(fractions) > 1 and any(results.values()):
             curves = {m.spec: [(f, lookup[(m.spec, task, f)]["mean"]) for f in fractions if (m.spec, task, f) in lookup] for m in grid.methods}
-            save_curves({k: v for k, v in curves.items() if v}, report / f"{task}_fractions.png", task, xlabel="label fraction", ylabel=TASK_METRICS[task])
+            save_curves({k: v for k, v in curves.items() if v}, report / f"{task}_fractions.png", task, xlabel="label fraction", ylabel=metric)
             figures.append(f"{task}_fractions.png")
     return figures
 
 
-def _setup_paragraph(plan: ComparePlan, grid: Grid, shared_pretraining: bool) -> str:
+def _setup_paragraph(setting: CompareSetting, plan: Any, grid: Grid, shared_pretraining: bool) -> str:
     """The sizes, schedules and learning-rate selection behind the numbers, as one paragraph."""
     seeds = grid.seeds
     return (
-        f"Sizes: {plan.n_pretrain} pretraining images at {plan.image_size} px, encoder width {plan.width}; "
-        f"CAMContrast stage 1: {plan.stage1_epochs} epochs; stage 2 and every baseline: {plan.pretrain_epochs} epochs over "
-        f"the fixed crops (non-crop baselines: the same number of steps), batch {plan.pretrain_batch_size}, lr {plan.pretrain_lr}. "
-        f"Fine-tuning: {plan.n_downstream} downstream images split 60/20/20 by patient (per seed), "
-        f"{plan.finetune_epochs} epochs (classification) or {plan.seg_epochs} (segmentation); learning rates tried for every method: "
-        + "; ".join(f"{task} {', '.join(f'{lr:g}' for lr in plan.lr_grid[task])}" for task in grid.tasks)
-        + ". The learning rate with the best mean validation score over seeds is selected per method, task and "
-        "fraction; the table gives its test score, mean ± sample std over seeds. "
+        f"Sizes: {setting.describe(plan)}. Encoder width {plan.width}; CAMContrast stage 1: {plan.stage1_epochs} "
+        f"epochs; stage 2 and every baseline: {plan.pretrain_epochs} epochs over the fixed crops (non-crop baselines: "
+        f"the same number of steps), batch {plan.pretrain_batch_size}, lr {plan.pretrain_lr}. Learning rates tried "
+        "for every method: " + "; ".join(f"{task} {', '.join(f'{lr:g}' for lr in plan.lr_grid[task])}" for task in grid.tasks)
+        + f". The learning rate with the best mean validation score over {setting.seed_name}s is selected per method, "
+        f"task and fraction; the table gives its test score, mean ± sample std over {setting.seed_name}s. "
         + (
-            f"Pretraining was shared: each method was pretrained once (seed {seeds[0]}) and every seed fine-tunes "
-            "that encoder on its own split, so the spread covers splits and fine-tuning, not pretraining."
+            f"Pretraining was shared: each method was pretrained once (seed {seeds[0]}) and every {setting.seed_name} "
+            f"fine-tunes that encoder on its own split, so the spread covers splits and fine-tuning, not pretraining."
             if shared_pretraining
-            else "Each seed pretrains every method anew, splits the downstream data anew and fine-tunes."
+            else f"Each {setting.seed_name} pretrains every method anew (seeded by it) and fine-tunes on its own split."
         )
     )
 
 
-def _stage2_loss_lines(out_dir: Path, grid: Grid, plan: ComparePlan) -> list[str]:
+def _stage2_loss_lines(out_dir: Path, setting: CompareSetting, grid: Grid, plan: Any) -> list[str]:
     """For each CAMContrast method's first pretraining, where its stage-2 loss ended between collapse and the
     floor that identical all-zero normal heatmaps impose (the demo report's section, per method)."""
     from camcontrast_monai.apps.demo.common import stage2_loss_section
@@ -155,7 +155,7 @@ def _stage2_loss_lines(out_dir: Path, grid: Grid, plan: ComparePlan) -> list[str
             continue
         # without fixed crops stage 2 runs one epoch per crop position, the same number of steps (pretrain.json)
         fixed = method.overrides.get("crop_strategy", "five") in ("four", "five")
-        epochs = plan.pretrain_epochs * (1 if fixed else len(fixed_crop_names(2)))
+        epochs = plan.pretrain_epochs * (1 if fixed else len(fixed_crop_names(setting.spatial_dims)))
         _, section = stage2_loss_section(runs, out_dir / "bundle", epochs, plan.pretrain_batch_size)
         lines += [section[0] + f" ({method.spec}, seed {grid.seeds[0]})", *section[1:]]
     return lines

@@ -13,16 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from camcontrast_monai.apps.bundle import bundle_path, run_bundle
-from camcontrast_monai.apps.compare.plan import (
-    BASELINES,
-    CLASSIFICATION_TASKS,
-    POWER_FRACTION,
-    POWER_METHOD,
-    ComparePlan,
-    Grid,
-    MethodSpec,
-)
-from camcontrast_monai.apps.demo.fundus import SMALL_EPOCH_LOADING, STAGE1_CACHE
+from camcontrast_monai.apps.compare.plan import BASELINES, POWER_FRACTION, POWER_METHOD, Grid, MethodSpec
+from camcontrast_monai.apps.compare.settings import CompareSetting
 from camcontrast_monai.report.tables import write_json
 
 logger = logging.getLogger(__name__)
@@ -43,8 +35,9 @@ def _cli_value(value: Any) -> str:
 class Runner:
     """Runs bundle configs from the snapshot, records each equivalent ``monai.bundle run`` command."""
 
-    def __init__(self, out_dir: Path, total: int, report_only: bool = False) -> None:
+    def __init__(self, out_dir: Path, setting: CompareSetting, total: int, report_only: bool = False) -> None:
         self.out_dir = out_dir
+        self.setting = setting
         self.report_only = report_only
         self.bundle = out_dir / "bundle"
         self.commands: list[dict[str, str]] = []
@@ -57,7 +50,7 @@ class Runner:
             return
         temporary = self.out_dir / "bundle.partial"
         shutil.rmtree(temporary, ignore_errors=True)
-        shutil.copytree(bundle_path() / "configs", temporary / "configs")
+        shutil.copytree(bundle_path(self.setting.bundle_name) / "configs", temporary / "configs")
         temporary.rename(self.bundle)
 
     def command(self, configs: Sequence[str], workflow_type: str | None, overrides: Mapping[str, Any]) -> str:
@@ -86,11 +79,13 @@ class Runner:
         run_bundle(self.bundle, configs, workflow_type, **overrides)
 
 
-def check_plan(out_dir: Path, preset: str, plan: ComparePlan, dataset_dir: str | None, shared_pretraining: bool) -> None:
+def check_plan(
+    out_dir: Path, setting: CompareSetting, preset: str, plan: Any, dataset_dir: str | None, shared_pretraining: bool
+) -> None:  # fmt: skip
     """Record the sizes in ``plan.json``; refuse to resume a folder that was started with other sizes."""
     recorded = {
         "preset": preset, "plan": dataclasses.asdict(plan), "dataset_dir": dataset_dir,
-        "shared_pretraining": shared_pretraining,
+        "shared_pretraining": shared_pretraining, **({"bundle": setting.name} if setting.name != "fundus" else {}),
     }  # fmt: skip
     recorded = json.loads(json.dumps(recorded))  # tuples -> lists, as read back
     path = out_dir / "plan.json"
@@ -105,22 +100,16 @@ def check_plan(out_dir: Path, preset: str, plan: ComparePlan, dataset_dir: str |
     write_json(recorded, path)
 
 
-def write_data(data_dir: Path, plan: ComparePlan) -> None:
-    from camcontrast_monai.synthetic import write_fundus_dataset, write_refuge_dataset
-
+def write_data(data_dir: Path, setting: CompareSetting, plan: Any) -> None:
+    """The setting's synthetic data, written once (``complete.json`` marks it finished)."""
     marker = data_dir / "complete.json"
     if marker.is_file():
         return
-    print(f"synthetic fundus data: {plan.n_pretrain} pretraining + {plan.n_downstream} downstream images", flush=True)
-    write_fundus_dataset(data_dir / "pretrain", n=plan.n_pretrain, seed=0, image_size=plan.image_size * 2)
-    write_fundus_dataset(data_dir / "downstream", n=plan.n_downstream, seed=1000, image_size=plan.image_size * 2)
-    if plan.n_refuge:
-        print(f"synthetic REFUGE-like glaucoma data: {plan.n_refuge} images", flush=True)
-        write_refuge_dataset(data_dir / "refuge", n=plan.n_refuge, seed=2000, image_size=plan.image_size * 2)
-    write_json({"n_pretrain": plan.n_pretrain, "n_downstream": plan.n_downstream, "n_refuge": plan.n_refuge}, marker)
+    setting.write_data(data_dir, plan)
+    write_json(dataclasses.asdict(plan), marker)
 
 
-def _pretrain(runner: Runner, method: MethodSpec, seed: int, plan: ComparePlan, common: Mapping[str, Any]) -> str | None:
+def _pretrain(runner: Runner, method: MethodSpec, seed: int, plan: Any, common: Mapping[str, Any]) -> str | None:
     """Pretrain ``method`` with ``seed`` (unless done) and return its encoder path (None: random init)."""
     if method.kind == "random":
         return None
@@ -128,18 +117,16 @@ def _pretrain(runner: Runner, method: MethodSpec, seed: int, plan: ComparePlan, 
     encoder_path = run_dir / "encoder.pt"
     shared = {
         **common, "output_dir": str(run_dir), "encoder_path": str(encoder_path), "seed": seed,
-        "image_size": plan.image_size, "pretrain_epochs": plan.pretrain_epochs,
+        **runner.setting.pretrain_overrides(plan), "pretrain_epochs": plan.pretrain_epochs,
         "pretrain_batch_size": plan.pretrain_batch_size, "pretrain_lr": plan.pretrain_lr,
         **PRETRAIN_AUGMENTATION, **method.overrides,
     }  # fmt: skip
     key = f"pretrain {method.spec} seed {seed}"
     if method.kind == "camcontrast":
-        # caching the decoded, resized images and loading in the main process save time; without workers the
-        # augmentation draws come from the main process's seeded transforms, so runs differ from worker runs, repeatably
         runner.step(
             f"{key}: stage 1", (run_dir / "stage1" / "classifier.pt").is_file(), ["common.json", "stage1.json"], "train",
-            key, **shared, stage1_epochs=plan.stage1_epochs, stage1_batch_size=plan.stage1_batch_size,
-            **STAGE1_CACHE, **SMALL_EPOCH_LOADING,
+            key, **{**shared, "stage1_epochs": plan.stage1_epochs, "stage1_batch_size": plan.stage1_batch_size,
+                    **runner.setting.stage1_overrides(plan)},
         )  # fmt: skip
         runner.step(
             f"{key}: heatmaps", (run_dir / "heatmaps" / "heatmap_datalist.json").is_file(),
@@ -156,26 +143,17 @@ def finetune_dir(out_dir: Path, task: str, method: MethodSpec, fraction: float, 
     return out_dir / "runs" / "finetune" / task / method.slug / f"fraction{fraction:g}" / f"lr{lr:g}" / f"seed{seed}"
 
 
-def task_run(task: str, plan: ComparePlan) -> tuple[list[str], dict[str, Any]]:
+def task_run(setting: CompareSetting, task: str, plan: Any, seed: int, fraction: float) -> tuple[list[str], dict[str, Any]]:
     """The configs and the plan's overrides of one downstream task's fine-tuning."""
-    if task in CLASSIFICATION_TASKS:
-        config = "finetune_cls.json" if task == "grading" else "finetune_glaucoma.json"
-        return ["common.json", config], {
-            "image_size": plan.cls_image_size, "crop_size": plan.cls_crop_size,
-            "finetune_batch_size": plan.finetune_batch_size, "finetune_epochs": plan.finetune_epochs, **SMALL_EPOCH_LOADING,
-        }  # fmt: skip
-    return ["common.json", "finetune_seg.json"], {
-        "seg_task": task, "image_size": plan.seg_image_size, "finetune_batch_size": plan.seg_batch_size,
-        "finetune_epochs": plan.seg_epochs, **SMALL_EPOCH_LOADING,
-    }  # fmt: skip
+    return ["common.json", setting.tasks[task].config], setting.task_overrides(task, plan, seed, fraction)
 
 
 def _finetune(
     runner: Runner, method: MethodSpec, encoder: str | None, task: str, fraction: float, lr: float, seed: int,
-    plan: ComparePlan, common: Mapping[str, Any],
+    plan: Any, common: Mapping[str, Any],
 ) -> None:  # fmt: skip
     run_dir = finetune_dir(runner.out_dir, task, method, fraction, lr, seed)
-    configs, task_overrides = task_run(task, plan)
+    configs, task_overrides = task_run(runner.setting, task, plan, seed, fraction)
     overrides = {
         **common, "output_dir": str(runner.out_dir / "runs"), "finetune_dir": str(run_dir), "seed": seed,
         "init": method.spec, "init_weights": encoder, "label_fraction": fraction, "finetune_lr": lr,
@@ -186,11 +164,13 @@ def _finetune(
     runner.step(what, done, configs, "train", what, **overrides)
 
 
-def command_line(out_dir: Path, grid: Grid, preset: str, dataset_dir: str | None, shared_pretraining: bool) -> str:
+def command_line(
+    out_dir: Path, setting: CompareSetting, grid: Grid, preset: str, dataset_dir: str | None, shared_pretraining: bool
+) -> str:  # fmt: skip
     """The ``camcontrast bench compare`` command that reruns (resumes) this comparison, for the report."""
     return "camcontrast bench compare " + " ".join(
         f"--{k} {_cli_value(v)}" for k, v in {
-            "out": str(out_dir), "methods": ",".join(m.spec for m in grid.methods), "tasks": ",".join(grid.tasks),
+            **({"bundle": setting.name} if setting.name != "fundus" else {}), "out": str(out_dir), "methods": ",".join(m.spec for m in grid.methods), "tasks": ",".join(grid.tasks),
             "fractions": ",".join(f"{f:g}" for f in grid.fractions), "seeds": ",".join(map(str, grid.seeds)),
             "preset": preset, **({"dataset_dir": dataset_dir} if dataset_dir else {}),
             **({"shared_pretraining": True} if shared_pretraining else {}),
@@ -198,7 +178,7 @@ def command_line(out_dir: Path, grid: Grid, preset: str, dataset_dir: str | None
     )  # fmt: skip
 
 
-def step_count(grid: Grid, plan: ComparePlan, shared_pretraining: bool) -> int:
+def step_count(grid: Grid, plan: Any, shared_pretraining: bool) -> int:
     """How many bundle runs the grid needs (CAMContrast pretrains in 3: stage 1, heatmaps, stage 2)."""
     pretrain_steps = sum(3 if m.kind == "camcontrast" else 0 if m.kind == "random" else 1 for m in grid.methods)
     finetune_steps = len(grid.methods) * sum(len(plan.lr_grid[t]) for t in grid.tasks) * len(grid.fractions)
@@ -208,7 +188,7 @@ def step_count(grid: Grid, plan: ComparePlan, shared_pretraining: bool) -> int:
 
 
 def pretrain_and_finetune(
-    runner: Runner, grid: Grid, plan: ComparePlan, common: Mapping[str, Any], shared_pretraining: bool
+    runner: Runner, grid: Grid, plan: Any, common: Mapping[str, Any], shared_pretraining: bool
 ) -> dict[tuple[str, int], str | None]:
     """Every pretraining and fine-tuning run of the grid (each skipped if done); the encoder path of each
     ``(method spec, pretraining seed)``."""

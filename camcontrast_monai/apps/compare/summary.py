@@ -10,14 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from camcontrast_monai.apps.compare.plan import POWER_FRACTION, POWER_MARGIN, VAL_KEYS, Grid, MethodSpec
+from camcontrast_monai.apps.compare.plan import POWER_FRACTION, POWER_MARGIN, Grid, MethodSpec
 from camcontrast_monai.apps.compare.runs import finetune_dir
-from camcontrast_monai.apps.demo.fundus import TASK_METRICS
+from camcontrast_monai.apps.compare.settings import SETTINGS, CompareSetting
+
+FUNDUS = SETTINGS["fundus"]
 
 
-def _best_validation(run_dir: Path, task: str) -> float:
+def _best_validation(run_dir: Path, val_key: str) -> float:
     history = json.loads((run_dir / "val_history.json").read_text())
-    values = [value for _, value in history[VAL_KEYS.get(task, "val_score")] if value is not None]
+    values = [value for _, value in history[val_key] if value is not None]
     return max(values) if values else math.nan
 
 
@@ -27,7 +29,7 @@ def _test_score(run_dir: Path) -> float:
 
 def select_and_summarise(
     out_dir: Path, methods: Sequence[MethodSpec], tasks: Sequence[str], fractions: Sequence[float],
-    seeds: Sequence[int], lr_grid: Mapping[str, Sequence[float]],
+    seeds: Sequence[int], lr_grid: Mapping[str, Sequence[float]], setting: CompareSetting = FUNDUS,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One row per method, task and fraction: the learning rate with the best mean validation score over
     seeds, and the test scores of that learning rate (per seed, mean and sample std). Missing runs are skipped."""
@@ -40,7 +42,7 @@ def select_and_summarise(
                     runs = [finetune_dir(out_dir, task, method, fraction, lr, seed) for seed in seeds]
                     finished = [run for run in runs if (run / "test_metrics.json").is_file()]
                     if len(finished) == len(seeds):
-                        val = [_best_validation(run, task) for run in finished]
+                        val = [_best_validation(run, setting.tasks[task].val_key) for run in finished]
                         by_lr[lr] = (float(np.nanmean(val)), [_test_score(run) for run in finished])
                 if not by_lr:
                     continue
@@ -55,7 +57,9 @@ def select_and_summarise(
     return rows
 
 
-def power_check(power_rows: Sequence[Mapping[str, Any]], trivial: Mapping[str, Sequence[float]]) -> list[dict[str, Any]]:
+def power_check(
+    power_rows: Sequence[Mapping[str, Any]], trivial: Mapping[str, Sequence[float]], setting: CompareSetting = FUNDUS
+) -> list[dict[str, Any]]:  # fmt: skip
     """Per task: the trivial predictor's test score, random init's with every label, and their paired
     difference over seeds; ``learnable`` where the mean difference reaches ``POWER_MARGIN`` and its
     interval excludes zero."""
@@ -66,7 +70,7 @@ def power_check(power_rows: Sequence[Mapping[str, Any]], trivial: Mapping[str, S
         baseline = np.asarray(trivial[row["task"]], dtype=float)
         difference = paired_difference(np.asarray(row["test_scores"], dtype=float), baseline)
         table.append({
-            "task": row["task"], "metric": TASK_METRICS[row["task"]], "trivial predictor": float(np.nanmean(baseline)),
+            "task": row["task"], "metric": setting.tasks[row["task"]].metric, "trivial predictor": float(np.nanmean(baseline)),
             f"random init, {POWER_FRACTION:.0%} labels": (row["mean"], row["std"]),
             "random - trivial [95% interval]": str(difference),
             "learnable": "yes" if difference.mean >= POWER_MARGIN and difference.low > 0 else "NO",
