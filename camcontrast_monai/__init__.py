@@ -1,6 +1,6 @@
 """CAMContrast on MONAI: coarse-to-fine representation learning for medical images via class activation maps."""
 
-__version__ = "0.9.0"
+__version__ = "0.10.0"
 
 from camcontrast_monai.utils.runtime import tune_malloc_unless_disabled as _tune_malloc_unless_disabled
 

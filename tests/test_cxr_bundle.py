@@ -142,7 +142,7 @@ def test_pneumothorax_segmentation_from_dicom_and_rle_at_a_label_fraction(data):
 def test_metadata_verifies_offline_and_inference_writes_grayscale_embeddings(data, binary):
     monai.bundle.verify_metadata(meta_file=str(BUNDLE / "configs" / "metadata.json"), filepath=str(SCHEMA))
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
-    assert meta["version"] == "0.9.0" and {"0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "0.9.0"} <= set(meta["changelog"])
+    assert meta["version"] == "0.10.0" and {"0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "0.9.0", "0.10.0"} <= set(meta["changelog"])
     assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == 1
     common = binary["common"]
     run_bundle(BUNDLE, ["inference.json"], **common, image_size=IMAGE_SIZE)  # inference.json stands alone

@@ -139,7 +139,7 @@ def test_metadata_verifies_against_the_repository_schema():
     schema = BUNDLE.parents[1] / "schemas" / "meta_schema.json"
     monai.bundle.verify_metadata(meta_file=str(BUNDLE / "configs" / "metadata.json"), filepath=str(schema))
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
-    assert meta["version"] == "0.9.0" and {"0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "0.9.0"} <= set(meta["changelog"])
+    assert meta["version"] == "0.10.0" and {"0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "0.9.0", "0.10.0"} <= set(meta["changelog"])
 
 
 

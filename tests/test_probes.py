@@ -184,3 +184,22 @@ def test_split_probe_scores_by_the_fine_tuning_metric():
     glaucoma = (np.arange(40) % 4 == 0).astype(int)[:, None]
     noise = np.zeros((40, 3))
     assert split_probe_score(ClassF1(), [2], (noise[:30], glaucoma[:30]), (noise[30:], glaucoma[30:])) == 0.0
+
+
+def test_split_probe_scores_each_class_of_an_auc_task():
+    from camcontrast_monai.apps.probe import split_probe_score
+    from camcontrast_monai.metrics import MultilabelAUC
+
+    rng = np.random.default_rng(0)
+    # CN / MCI / AD one-hot, each class on its own feature axis: every class's scores rank it perfectly
+    classes = np.arange(45) % 3
+    targets = np.eye(3, dtype=int)[classes]
+    features = rng.normal(size=(45, 3)) * 0.2 + 3 * targets
+    assert split_probe_score(MultilabelAUC(), None, (features[:30], targets[:30]), (features[30:], targets[30:])) == 1.0
+    # a second label that no test image has gets no AUC and stays out of the mean; the first is read from
+    # a feature that ranks it backwards on the test part, so its AUC is exactly 0
+    labels = np.stack([np.arange(40) % 2, np.zeros(40, dtype=int)], axis=1)
+    labels[:30:7, 1] = 1  # a few training positives, so the second label's probe has two classes to fit
+    flipped = np.where(np.arange(40) < 30, labels[:, 0], 1 - labels[:, 0])[:, None] * 3.0
+    score = split_probe_score(MultilabelAUC(), None, (flipped[:30], labels[:30]), (flipped[30:], labels[30:]))
+    assert score == 0.0

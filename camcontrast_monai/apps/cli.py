@@ -6,7 +6,7 @@
     camcontrast probe --encoders camcontrast=model.pt,random --dataset_dir DIR [--bundle fundus]
     camcontrast bench schedule --snapshot_dir DIR --dataset_dir DIR --steps_per_epoch N
     camcontrast bench step [--width 64 --crop_size 224 --batch_size 8]
-    camcontrast bench compare --out DIR [--methods camcontrast,supce-crop,simclr-crop,random] [--seeds 0,1,2]
+    camcontrast bench compare --out DIR [--bundle fundus|cxr|mri3d] [--methods camcontrast,supce-crop,random] [--seeds 0,1,2]
     camcontrast synth fundus --out DIR --n N --seed S
     camcontrast synth cxr --out DIR --n N --seed S
     camcontrast bundle list | path NAME | export NAME DIR

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from camcontrast_monai.apps.compare.plan import POWER_FRACTION, POWER_MARGIN, Grid, MethodSpec
 from camcontrast_monai.apps.compare.settings import CompareSetting
 from camcontrast_monai.apps.compare.summary import paired_differences
@@ -65,6 +67,7 @@ def write_report(
         "",
         markdown_table(_score_table(setting, rows, grid)),
         *[f"![{name}]({name})\n" for name in figures],
+        *_per_class_section(setting, rows),
         *_paired_section(paired),
         *_probe_check_section(checks),
         "## Learning-rate selection and per-seed scores",
@@ -91,6 +94,39 @@ def _score_table(setting: CompareSetting, rows: Sequence[Mapping[str, Any]], gri
                 line[f"{task} ({setting.tasks[task].metric}), {fraction:.0%} of labels"] = (row["mean"], row["std"]) if row else math.nan
         table.append(line)
     return table
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    finite = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if not len(finite):
+        return math.nan, math.nan
+    return float(finite.mean()), float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
+
+
+def _per_class_section(setting: CompareSetting, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per task scored per class, in the layout of Tables 11 and B.2: each method's best validation score and its
+    test score per class and overall, mean ± std over seeds (folds) at the selected learning rate; classes no
+    test split of any seed could score (no positive image) are left out. Tasks of one class have no such table."""
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in rows if len(r.get("classes", ())) > 1):
+        cells = [r for r in rows if r["task"] == task and "classes" in r]
+        scored = [k for k, _ in enumerate(cells[0]["classes"]) if any(not math.isnan(s[k]) for r in cells for s in r["per_class"])]
+        table = [
+            {
+                "method": r["method"], "labels": f"{r['fraction']:.0%}", "validation (mean)": _mean_std(r["val_scores"]),
+                **{f"test {r['classes'][k]}": _mean_std([s[k] for s in r["per_class"]]) for k in scored},
+                "test (mean)": (r["mean"], r["std"]),
+            }
+            for r in cells
+        ]  # fmt: skip
+        lines += [
+            f"### {task}: {setting.tasks[task].metric} per class",
+            "",
+            f"Mean ± std over {setting.seed_name}s; validation is the best epoch's, whose model is scored on the test split.",
+            "",
+            markdown_table(table),
+        ]
+    return lines
 
 
 def _selection_detail(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -170,7 +206,8 @@ def _power_section(power: Sequence[Mapping[str, Any]]) -> list[str]:
         "",
         f"Random initialisation fine-tuned with {POWER_FRACTION:.0%} of the training labels against the predictor that "
         "sees no image (the constant prediction that scores best on the training split: a label combination for "
-        "classification, all background or all foreground for segmentation), on the same test splits. A task counts "
+        "classification by accuracy or F1, any constant under an AUC, which scores 0.5, all background or all "
+        "foreground for segmentation), on the same test splits. A task counts "
         f"as learnable when random init beats it by {POWER_MARGIN} or more on "
         "average over seeds and the paired 95 % bootstrap interval of the difference excludes zero.",
         "",

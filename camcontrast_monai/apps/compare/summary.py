@@ -27,6 +27,16 @@ def _test_score(run_dir: Path) -> float:
     return float(next(iter(json.loads((run_dir / "test_metrics.json").read_text())["metrics"].values())))
 
 
+def _per_class(run_dirs: Sequence[Path]) -> dict[str, Any]:
+    """The test score of each class (seed x class; NaN where a class had no positive test image) of runs that
+    report one per class (an AUC per label or per diagnosis), with the class names; empty for the others."""
+    results = [json.loads((run / "test_metrics.json").read_text()) for run in run_dirs]
+    if not all("classes" in result and "per_class" in result for result in results):
+        return {}
+    scores = [[math.nan if value is None else float(value) for value in result["per_class"]] for result in results]
+    return {"classes": results[0]["classes"], "per_class": scores}
+
+
 def select_and_summarise(
     out_dir: Path, methods: Sequence[MethodSpec], tasks: Sequence[str], fractions: Sequence[float],
     seeds: Sequence[int], lr_grid: Mapping[str, Sequence[float]], setting: CompareSetting = FUNDUS,
@@ -43,16 +53,17 @@ def select_and_summarise(
                     finished = [run for run in runs if (run / "test_metrics.json").is_file()]
                     if len(finished) == len(seeds):
                         val = [_best_validation(run, setting.tasks[task].val_key) for run in finished]
-                        by_lr[lr] = (float(np.nanmean(val)), [_test_score(run) for run in finished])
+                        by_lr[lr] = (float(np.nanmean(val)), [_test_score(run) for run in finished], val, finished)
                 if not by_lr:
                     continue
                 best_lr = max(by_lr, key=lambda lr: by_lr[lr][0])
-                scores = np.asarray(by_lr[best_lr][1], dtype=float)
+                _, scores, val, finished = by_lr[best_lr]
+                scores = np.asarray(scores, dtype=float)
                 rows.append({
                     "method": method.spec, "task": task, "fraction": fraction, "lr": best_lr,
-                    "val_by_lr": {f"{lr:g}": by_lr[lr][0] for lr in by_lr},
+                    "val_by_lr": {f"{lr:g}": by_lr[lr][0] for lr in by_lr}, "val_scores": val,
                     "test_scores": scores.tolist(), "mean": float(scores.mean()),
-                    "std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan,
+                    "std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan, **_per_class(finished),
                 })  # fmt: skip
     return rows
 
