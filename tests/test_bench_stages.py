@@ -46,3 +46,18 @@ def test_compute_loop_steps_the_trainer_once_per_batch_and_epoch():
     assert _run_compute(trainer, batches, epochs=2) > 0
     # one warm-up step, then two epochs of the two batches, numbered as the trainer's iterations
     assert trainer.seen == [(1, 3), (1, 3), (2, 2), (3, 3), (4, 2)]
+
+
+def test_bench_stages_times_a_baseline_beside_the_shipped_run(tmp_path, capsys):
+    report = bench_stages(
+        stages="finetune_cls", epochs=2, rounds=1, quick=True, workdir=str(tmp_path), num_workers=0,
+        baseline_overrides={"fused_optimizer": False},
+    )  # fmt: skip
+    row = report["stages"]["finetune_cls"]
+    ratio = row["shipped_images_per_s"]["median"] / row["baseline_images_per_s"]["median"]
+    assert row["shipped_over_baseline"]["median"] == pytest.approx(ratio)
+    # both runs trained, each in its own folder, the baseline with torch's per-tensor optimiser step
+    runs = tmp_path / "runs" / "finetune_cls" / "round0"
+    histories = sorted(path.relative_to(runs).parts[0] for path in runs.rglob("loss_history.json"))
+    assert histories == ["baseline", "shipped"]
+    assert "shipped / baseline" in capsys.readouterr().out

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "bundle_configs.py"
@@ -85,3 +86,29 @@ def test_bundle_item_builds_the_shipped_load_chain(tmp_path):
     expected = pixels.astype(np.float64).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3)).transpose(2, 0, 1) / 255
     assert tuple(loaded.shape) == (3, 32, 32)
     np.testing.assert_allclose(np.asarray(loaded), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("bundle", ["fundus", "cxr", "mri3d"])
+def test_every_training_config_fuses_its_optimizer_where_torch_can(bundle):
+    import torch
+    from monai.bundle import ConfigParser
+
+    from camcontrast_monai.apps.bundle import bundle_path
+    from camcontrast_monai.engines import fused_supported, named_optimizer
+
+    root = bundle_path(bundle)
+    configs = sorted(p.name for p in (root / "configs").glob("*.json") if p.name.startswith(("stage1", "pretrain.", "finetune")))
+    assert "stage1.json" in configs and "pretrain.json" in configs and "finetune_cls.json" in configs
+    for name in configs:
+        for switch in (None, False):  # the bundle's own value on a CPU, then switched off
+            parser = ConfigParser()
+            parser.read_config([str(root / "configs" / "common.json"), str(root / "configs" / name)])
+            # a stand-in network: the optimiser is what is checked, not the model a task's data would shape
+            parser.update({"bundle_root": str(root), "network": "$torch.nn.Linear(2, 2)", "seg_task": "lesions"})
+            if switch is not None:
+                parser["fused_optimizer"] = switch
+            optimizer = parser.get_parsed_content("optimizer")
+            assert isinstance(optimizer, (torch.optim.SGD, torch.optim.AdamW)), name
+            assert bool(optimizer.defaults["fused"]) is (switch is None), name
+    assert fused_supported("cpu") and fused_supported(torch.device("cuda", 1)) and not fused_supported("meta")
+    assert named_optimizer("sgd", torch.nn.Linear(2, 2).parameters(), lr=0.1, fused=True).defaults["fused"] is True

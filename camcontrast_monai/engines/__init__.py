@@ -26,7 +26,7 @@ from camcontrast_monai.engines.handlers import (
 )
 from camcontrast_monai.engines.heatmaps import generate_heatmaps, heatmap_id
 from camcontrast_monai.engines.multilabel import MultilabelStage1Trainer
-from camcontrast_monai.engines.optimizers import named_optimizer
+from camcontrast_monai.engines.optimizers import fused_supported, named_optimizer
 from camcontrast_monai.engines.stage1 import (
     stage1_additional_metrics,
     stage1_loss,
@@ -75,6 +75,7 @@ __all__ = [
     "heatmap_id",
     "label_combination_logits",
     "latest_checkpoint",
+    "fused_supported",
     "named_optimizer",
     "resolve_autocast_dtype",
     "stage1_additional_metrics",

@@ -17,7 +17,8 @@ batch, crop size and loss, three ways of feeding stage-2 training steps:
 * ``compute``: the pure-compute bound of ``ours``: the same precision and the first batches of
   ``ours`` held in memory, so no data work at all.
 
-Every run restores the same initial weights and a fresh SGD. Reported per pipeline: crops/s
+Every run restores the same initial weights and a fresh SGD: fused for ours and its compute bound where the
+bundles fuse it (:func:`~camcontrast_monai.engines.fused_supported`), torch's default for the reference. Reported per pipeline: crops/s
 (median/min/max over rounds), the data-wait fraction (time spent waiting for the next batch / step
 time), peak memory (PSS of this process and its workers, sampled during the warm-up steps only, since
 sampling slows the step; on GPU also the peak allocated GPU memory) and bytes on disk; and per round
@@ -54,6 +55,7 @@ from camcontrast_monai.apps.bench.step import (
 from camcontrast_monai.apps.bundle import bundle_item
 from camcontrast_monai.data.datasets import FixedCropDataset
 from camcontrast_monai.engines.heatmaps import generate_heatmaps
+from camcontrast_monai.engines.optimizers import fused_supported
 from camcontrast_monai.engines.trainers import Stage2Trainer, autocast_context, resolve_autocast_dtype
 from camcontrast_monai.losses.ntxent import ImageHeatmapNTXentLoss
 from camcontrast_monai.networks.cam_classifier import CAMClassifier
@@ -270,7 +272,8 @@ class _Timer:
 def _run_ours(
     network, loader, loss_fn, device, autocast_dtype, channels_last, warmup, steps, batch_augmentation, memory
 ) -> _Timer:
-    optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    # the bundles' optimiser: fused where torch has the kernels (fused_optimizer in their common.json)
+    optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, fused=fused_supported(device))
     trainer = Stage2Trainer(
         device=device, max_epochs=1, epoch_length=warmup + steps, train_data_loader=loader, network=network,
         optimizer=optimizer, loss_function=loss_fn, autocast_dtype=autocast_dtype, channels_last=channels_last,
@@ -286,12 +289,12 @@ def _run_ours(
 
 
 def _run_plain(
-    network, batches: Iterator, loss_fn, device, autocast_dtype, channels_last, warmup, steps, memory
+    network, batches: Iterator, loss_fn, device, autocast_dtype, channels_last, warmup, steps, memory, fused=False
 ) -> _Timer:
-    """The public implementation's loop (also used for the compute bound on in-memory batches)."""
+    """The public implementation's loop (also used for the compute bound on in-memory batches, with ours' ``fused``)."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     network.to(memory_format=memory_format)
-    optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    optimizer = torch.optim.SGD(network.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, fused=fused or None)
     timer = _Timer(device, warmup, memory.stop)
     for _ in range(warmup + steps):
         timer.fetch_started()
@@ -520,7 +523,8 @@ def _pipeline_runners(
         "reference": reference_run(None, False),
         **({} if precision == "fp32" else {"reference_same_precision": reference_run(autocast_dtype, channels_last)}),
         "compute": lambda memory: _run_plain(
-            network, iter(resident), loss_fn, device, autocast_dtype, channels_last, warmup, steps, memory
+            network, iter(resident), loss_fn, device, autocast_dtype, channels_last, warmup, steps, memory,
+            fused=fused_supported(device),
         ),
     }  # fmt: skip
 

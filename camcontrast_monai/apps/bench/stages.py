@@ -159,20 +159,28 @@ def _cache_note(dataset: Any) -> str:
 
 def _bench_stage(
     bundle: Path, stage: str, root: Path, common: Mapping[str, Any], plan: Any, epochs: int, rounds: int,
-    overrides: Mapping[str, Any],
+    overrides: Mapping[str, Any], baseline_overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Alternate shipped runs and compute loops of one stage (``overrides`` last, over the demo's sizes); each
-    round builds the workflow afresh (untimed)."""
+    """Alternate shipped runs and compute loops of one stage (``overrides`` last, over the demo's sizes), and
+    with ``baseline_overrides`` a run of the baseline they set before each shipped one; each round builds every
+    workflow afresh (untimed)."""
     spec = STAGES[stage]
     shipped: list[dict[str, float]] = []
+    baseline: list[dict[str, float]] = []
     compute: list[float] = []
     for round_index in range(rounds):
-        run_overrides = {
-            **common, **_demo_sizes(stage, plan), spec.epochs_key: epochs,
-            "output_dir": str(root / "runs" / stage / f"round{round_index}"),
-            "encoder_path": str(root / "runs" / stage / f"round{round_index}" / "encoder.pt"), **overrides,
-        }  # fmt: skip
-        workflow = bundle_workflow(bundle, ["common.json", *spec.configs], "train", **run_overrides)
+        run_dir = root / "runs" / stage / f"round{round_index}"
+        sized = {**common, **_demo_sizes(stage, plan), spec.epochs_key: epochs, **overrides}
+
+        def workflow_of(name: str, extra: Mapping[str, Any], run_dir: Path = run_dir, sized: dict = sized) -> Any:
+            paths = {"output_dir": str(run_dir / name), "encoder_path": str(run_dir / name / "encoder.pt")}
+            return bundle_workflow(bundle, ["common.json", *spec.configs], "train", **{**sized, **paths, **extra})
+
+        if baseline_overrides:
+            before = workflow_of("baseline", baseline_overrides)
+            baseline.append(_run_shipped(before))
+            before.finalize()
+        workflow = workflow_of("shipped", {})
         shipped.append(_run_shipped(workflow))
         trainer = workflow.parser.get_parsed_content("train#trainer")
         batches = list(itertools.islice(trainer.data_loader, trainer.state.epoch_length))
@@ -184,6 +192,10 @@ def _bench_stage(
         "shipped_images_per_s": spread([r["images_per_s"] for r in shipped]),
         "compute_images_per_s": spread(compute),
         "shipped_over_compute": spread([r["images_per_s"] / c for r, c in zip(shipped, compute, strict=True)]),
+        **({
+            "baseline_images_per_s": spread([r["images_per_s"] for r in baseline]),
+            "shipped_over_baseline": spread([r["images_per_s"] / b["images_per_s"] for r, b in zip(shipped, baseline, strict=True)]),
+        } if baseline else {}),
         "validation_fraction": spread([r["validation_fraction"] for r in shipped]),
         "images_per_epoch": shipped[0]["images"] // epochs, "batch_size": loader.batch_size,
         "num_workers": loader.num_workers, "cached": _cache_note(loader.dataset),
@@ -200,6 +212,7 @@ def bench_stages(
     workdir: str | None = None,
     quick: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    baseline_overrides: Mapping[str, Any] | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Images/s of each training stage as the fundus bundle ships it, against its own pure-compute loop.
@@ -217,6 +230,8 @@ def bench_stages(
         quick: the quick demo's tiny sizes instead of the full demo's (a smoke run, not a measurement).
         overrides: bundle overrides of every stage's run on top of the demo's, to measure a change before
             shipping it, e.g. ``{"train#dataset#cache_rate": 1.0}``.
+        baseline_overrides: bundle overrides of a baseline run before every shipped run, in the same round, for
+            the ratio shipped / baseline of a change already shipped, e.g. ``{"fused_optimizer": false}``.
         verbose: print the table.
     """
     from camcontrast_monai.apps.demo.common import demo_overrides
@@ -236,10 +251,14 @@ def bench_stages(
         root = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_stages_")))
         SETTING.write_data(root / "data", plan, seed)
         common = {**demo_overrides(bundle, root, plan.width, seed, num_workers), **switches}
-        rows = {stage: _bench_stage(bundle, stage, root, common, plan, epochs, rounds, overrides or {}) for stage in stages}
+        rows = {
+            stage: _bench_stage(bundle, stage, root, common, plan, epochs, rounds, overrides or {}, baseline_overrides)
+            for stage in stages
+        }  # fmt: skip
     report = {
         "config": {"epochs": epochs, "rounds": rounds, "precision": precision, "num_workers": num_workers, "seed": seed,
-                   "plan": dataclasses.asdict(plan), "overrides": dict(overrides or {})},
+                   "plan": dataclasses.asdict(plan), "overrides": dict(overrides or {}),
+                   "baseline_overrides": dict(baseline_overrides or {})},
         "stages": rows, "threads": torch.get_num_threads(), "malloc_tuned": malloc_tuned,
     }  # fmt: skip
     if verbose:
@@ -263,4 +282,12 @@ def format_stages_report(report: Mapping[str, Any]) -> str:
             f"{row['compute_images_per_s']['median']:>13.1f} {ratio['median']:>19.2f} {ratio['min']:>5.2f} {ratio['max']:>5.2f} "
             f"{100 * row['validation_fraction']['median']:>9.0f}%  {row['cached']}, {row['precision']}"
         )
+    if c.get("baseline_overrides"):
+        lines.append(f"against a baseline run before each shipped run in every round, with {c['baseline_overrides']}:")
+        for stage, row in report["stages"].items():
+            ratio = row["shipped_over_baseline"]
+            lines.append(
+                f"{stage:<13} baseline {row['baseline_images_per_s']['median']:.1f} img/s; shipped / baseline "
+                f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"
+            )
     return "\n".join(lines)
