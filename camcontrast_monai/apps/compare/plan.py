@@ -8,8 +8,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from camcontrast_monai.apps.demo.driver import DemoPlan
+from camcontrast_monai.apps.demo.cxr import CXRSizes
 from camcontrast_monai.apps.demo.fundus import FundusSizes
+from camcontrast_monai.apps.demo.mri3d import MRISizes
 
 if TYPE_CHECKING:
     from camcontrast_monai.apps.compare.settings import CompareSetting
@@ -93,29 +94,16 @@ PLANS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class CXRComparePlan(DemoPlan):
-    """Sizes of a chest X-ray comparison (:class:`~camcontrast_monai.apps.demo.cxr.CXRDemoPlan`'s, without the
-    multilabel stage 1), and ``lr_grid``."""
+class CXRComparePlan(CXRSizes):
+    """Sizes of a chest X-ray comparison (the demo's, without its multilabel stage 1), and ``lr_grid``."""
 
-    n_chestxray14: int
-    n_siim: int
-    image_size: int
-    downstream_size: int
-    linear_epochs: int
-    seg_epochs: int
     lr_grid: Mapping[str, tuple[float, ...]]
 
 
 @dataclasses.dataclass(frozen=True)
-class MRIComparePlan(DemoPlan):
-    """Sizes of a 3D brain MRI comparison (:class:`~camcontrast_monai.apps.demo.mri3d.MRIDemoPlan`'s), and ``lr_grid``."""
+class MRIComparePlan(MRISizes):
+    """Sizes of a 3D brain MRI comparison (the demo's), and ``lr_grid``."""
 
-    n_subjects: int
-    max_sessions: int
-    resnet_depth: int
-    n_folds: int
-    finetune_epochs: int
-    finetune_batch_size: int
     lr_grid: Mapping[str, tuple[float, ...]]
 
 

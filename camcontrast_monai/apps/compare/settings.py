@@ -18,6 +18,7 @@ from camcontrast_monai.apps.compare.plan import (
     Grid,
     MRIComparePlan,
 )
+from camcontrast_monai.apps.demo.cxr import LINEAR_METRIC, SEG_METRIC
 from camcontrast_monai.apps.demo.fundus import SMALL_EPOCH_LOADING, STAGE1_CACHE, TASK_METRICS
 
 __all__ = ["SETTINGS", "CompareSetting", "CompareTask", "compare_setting"]
@@ -109,9 +110,6 @@ class CompareSetting:
             raise ValueError("non-U-Net encoders have no segmentation decoder: compare them on classification tasks only")
 
 
-CXR_LINEAR_METRIC = "mean AUC-ROC (14 labels, linear evaluation)"
-
-
 class CXRCompareSetting(CompareSetting):
     """Chest radiographs (paper Table 12): ChestX-ray14-like pretraining, 14-label linear evaluation on the same
     set's official-style split (test list fixed, validation and label subset drawn per seed) and SIIM-ACR-like
@@ -120,8 +118,8 @@ class CXRCompareSetting(CompareSetting):
     name = "cxr"
     bundle_name = "camcontrast_cxr"
     tasks = {
-        "chestxray14": CompareTask(CXR_LINEAR_METRIC, "finetune_cls.json", "val_mean_auc", True),
-        "pneumothorax": CompareTask("F1 (Dice over all test pixels)", "finetune_seg.json", "val_score", False),
+        "chestxray14": CompareTask(LINEAR_METRIC, "finetune_cls.json", "val_mean_auc", True),
+        "pneumothorax": CompareTask(SEG_METRIC, "finetune_seg.json", "val_score", False),
     }
     plans = CXR_PLANS
     crop_maps = False

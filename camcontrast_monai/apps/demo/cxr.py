@@ -33,7 +33,7 @@ from camcontrast_monai.report.localisation import roc_auc
 from camcontrast_monai.report.tables import markdown_table
 from camcontrast_monai.synthetic.cxr import CXR_FINDINGS, write_chestxray14_dataset, write_siim_dataset
 
-__all__ = ["FULL_CXR", "QUICK_CXR", "SETTING", "CXRDemo", "CXRDemoPlan"]
+__all__ = ["FULL_CXR", "QUICK_CXR", "SETTING", "CXRDemo", "CXRDemoPlan", "CXRSizes"]
 
 INITS = ("random", "camcontrast")
 LINEAR_METRIC = "mean AUC-ROC (14 labels, linear evaluation)"
@@ -41,7 +41,20 @@ SEG_METRIC = "F1 (Dice over all test pixels)"
 
 
 @dataclasses.dataclass(frozen=True)
-class CXRDemoPlan(DemoPlan):
+class CXRSizes(DemoPlan):
+    """The sizes of a chest X-ray chain that the demo and the comparison (``apps.compare.CXRComparePlan``) both
+    set: the stage sizes every demo plan has, plus these (``seg_epochs``: pneumothorax's at 100 % of the labels)."""
+
+    n_chestxray14: int
+    n_siim: int
+    image_size: int
+    downstream_size: int
+    linear_epochs: int
+    seg_epochs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CXRDemoPlan(CXRSizes):
     """Reduced sizes for a 2-core CPU; the paper's sizes are the bundle configs' defaults.
 
     Stage 2 uses batch 40 and lr 3e-3 instead of 120 and 1e-3 for the reason given in
@@ -59,14 +72,8 @@ class CXRDemoPlan(DemoPlan):
     pneumothorax segmentation runs at 25% of the labels only, the few-label regime pretraining is for.
     """
 
-    n_chestxray14: int
-    n_siim: int
-    image_size: int
     multilabel_epochs: int
-    downstream_size: int
-    linear_epochs: int
     linear_lr: float
-    seg_epochs: int
     seg_lr: float
     linear_fractions: tuple[float, ...]
     seg_fractions: tuple[float, ...]

@@ -31,13 +31,26 @@ from camcontrast_monai.report.localisation import roc_auc
 from camcontrast_monai.report.tables import markdown_table
 from camcontrast_monai.synthetic.mri import write_mri_dataset
 
-__all__ = ["MRI_FULL", "MRI_QUICK", "SETTING", "MRI3DDemo", "MRIDemoPlan"]
+__all__ = ["MRI_FULL", "MRI_QUICK", "SETTING", "MRI3DDemo", "MRIDemoPlan", "MRISizes"]
 
 INITS = ("random", "camcontrast")
 
 
 @dataclasses.dataclass(frozen=True)
-class MRIDemoPlan(DemoPlan):
+class MRISizes(DemoPlan):
+    """The sizes of a 3D chain (synthetic cohort -> stage 1 -> stage 2 -> fine-tuning in folds) that the demo and
+    the comparison (``apps.compare.MRIComparePlan``) both set: the stage sizes every demo plan has, plus these."""
+
+    n_subjects: int
+    max_sessions: int
+    resnet_depth: int
+    n_folds: int
+    finetune_epochs: int
+    finetune_batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MRIDemoPlan(MRISizes):
     """Reduced sizes for a 2-core CPU; the paper's settings are the bundle defaults.
 
     Volumes stay at the paper's 80x96x80. The encoder is a ResNet-10 of width 8 (default: ResNet-18,
@@ -53,12 +66,6 @@ class MRIDemoPlan(DemoPlan):
     minutes, fine-tuning runs 4 patient-level folds instead of the bundle's 5.
     """
 
-    n_subjects: int
-    max_sessions: int
-    resnet_depth: int
-    n_folds: int
-    finetune_epochs: int
-    finetune_batch_size: int
     finetune_lr: float
 
 
