@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from camcontrast_monai.networks import CAMClassifier, CAMContrastNet, UNetEncoder
+from camcontrast_monai.networks import CAMClassifier, CAMContrastNet, UNetEncoder, global_average_pool
 from camcontrast_monai.networks.downstream import (
     EncoderClassifier,
     MultiHeadCrossEntropyLoss,
@@ -138,6 +138,23 @@ def test_frozen_encoder_keeps_batchnorm_statistics_and_trains_only_heads():
         assert torch.equal(value, statistics_before[key]), key
     assert not any(parameter.requires_grad for parameter in classifier.encoder.parameters())
     assert all(parameter.grad is not None for parameter in classifier.heads.parameters())
+
+
+def test_linear_evaluation_standardises_the_frozen_features_and_stays_linear():
+    torch.manual_seed(0)
+    classifier = EncoderClassifier(UNetEncoder(2, 3, width=2), head_sizes=2, freeze_encoder=True)
+    images = torch.randn(6, 3, 32, 32)
+    features = global_average_pool(classifier.encoder(images)).detach()
+    classifier.train()
+    for _ in range(200):  # the running statistics converge to the batch's
+        classifier(images)
+    classifier.eval()
+    head = classifier.heads[0]
+    mean, var = features.mean(dim=0), features.var(dim=0, unbiased=True)
+    standardised = (features - mean) / torch.sqrt(var + classifier.feature_norm.eps)
+    # at evaluation: a fixed standardisation of each pooled channel, then the linear head
+    assert torch.allclose(classifier(images), head(standardised), atol=1e-4)
+    assert isinstance(EncoderClassifier(UNetEncoder(2, 3, width=2), head_sizes=2).feature_norm, torch.nn.Identity)
 
 
 def test_fine_tuned_encoder_trains_with_the_heads():

@@ -165,7 +165,12 @@ class EncoderClassifier(nn.Module):
 
     ``freeze_encoder=True`` is the paper's linear evaluation protocol: the encoder's parameters get
     ``requires_grad=False`` and the encoder stays in eval mode even after ``.train()``, so its
-    BatchNorm running statistics (and any dropout) stay frozen too; only the heads learn.
+    BatchNorm running statistics (and any dropout) stay frozen too; only the heads learn. The pooled
+    features then pass a BatchNorm without affine parameters before the heads, as linear probing does in
+    MAE (He et al., 2022): at evaluation it is a fixed per-channel standardisation, so the classifier stays
+    linear in the features. Frozen features are badly scaled for SGD (the chest X-ray demo's encoder: std
+    0.05 around a mean of 0.4 per channel); on them the linear evaluation's 90 steps underfit, 0.76 mean
+    AUC against 0.84 standardised and 0.84 for a logistic-regression probe on the same split.
     """
 
     def __init__(
@@ -183,6 +188,7 @@ class EncoderClassifier(nn.Module):
         if not isinstance(feature_channels, int):
             raise ValueError("feature_channels must be given when the encoder has no integer `out_channels`")
         self.heads = nn.ModuleList(nn.Linear(feature_channels, size) for size in self.head_sizes)
+        self.feature_norm = nn.BatchNorm1d(feature_channels, affine=False) if freeze_encoder else nn.Identity()
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             self.encoder.requires_grad_(False)
@@ -195,7 +201,7 @@ class EncoderClassifier(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = global_average_pool(self.encoder(x))
+        features = self.feature_norm(global_average_pool(self.encoder(x)))
         return torch.cat([head(features) for head in self.heads], dim=1)
 
     def split_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
