@@ -176,9 +176,15 @@ def split_probe_score(
         combinations, classes = np.unique(np.asarray(train_y, dtype=int).reshape(len(train_y), -1), axis=0, return_inverse=True)
         predicted = combinations[linear_probe(ProbeTask("split", classes), train_x, classes, test_x, seed=seed)]
         predictions = combination_logits(predicted, head_sizes)
+    return metric_value(metric, predictions, torch.as_tensor(np.asarray(test_y)).reshape(len(test_x), -1))
+
+
+def metric_value(metric: Any, predictions: torch.Tensor, targets: torch.Tensor) -> float:
+    """``metric`` (an Ignite metric handler of a bundle config, e.g. ``test#metric``) over one batch of
+    predictions and targets, from a fresh start."""
     metric_fn = metric.metric_fn
     metric_fn.reset()
-    metric_fn(y_pred=predictions, y=torch.as_tensor(np.asarray(test_y)).reshape(len(test_x), -1))
+    metric_fn(y_pred=predictions, y=targets)
     return float(metric_fn.aggregate())
 
 

@@ -40,7 +40,9 @@ def trivial_score(
     metric = parser.get_parsed_content("test#metric")
     if _scores_classes(metric):
         targets = _label_matrix([entry["label"] for entry in splits["test"]], parser)
-        return _metric_value(metric, torch.zeros(targets.shape), targets)
+        from camcontrast_monai.apps.probe import metric_value
+
+        return metric_value(metric, torch.zeros(targets.shape), targets)
     train = splits["train"]
     if setting.tasks[task].classification:
         logits = label_combination_logits([entry["label"] for entry in train], parser.get_parsed_content("head_sizes"))
@@ -64,13 +66,6 @@ def _label_matrix(labels: Sequence[Any], parser: Any) -> torch.Tensor:
     if array.ndim == 1:
         array = np.eye(len(parser.get_parsed_content("class_names")), dtype=int)[array.astype(int)]
     return torch.as_tensor(array).float()
-
-
-def _metric_value(metric: Any, predictions: torch.Tensor, targets: torch.Tensor) -> float:
-    metric_fn = metric.metric_fn
-    metric_fn.reset()
-    metric_fn(y_pred=predictions, y=targets)
-    return float(metric_fn.aggregate())
 
 
 def _task_parser(
