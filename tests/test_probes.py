@@ -100,6 +100,11 @@ def test_every_encoder_sees_the_same_stratified_splits():
     # the trivial score of a balanced split is exactly one third
     np.testing.assert_allclose(results["trivial"]["trivial"], 1 / 3)
     assert results["knn"]["noise"].mean() < 0.6
+    # two processes scoring the splits give the same scores in the same order
+    parallel = probe_encoders({"separable": features, "noise": noise}, task, n_splits=5, test_fraction=1 / 3, seed=3, n_jobs=2)
+    for probe, by_encoder in results.items():
+        for name, scores in by_encoder.items():
+            np.testing.assert_array_equal(parallel[probe][name], scores)
 
 
 def test_grouped_splits_keep_a_patient_on_one_side():

@@ -110,8 +110,9 @@ def _file_bytes(root: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_writes_identical_files_and_another_seed_differs(tmp_path):
-    first = write_fundus_dataset(tmp_path / "a", n=3, seed=5, image_size=96)
-    second = write_fundus_dataset(tmp_path / "b", n=3, seed=5, image_size=96)
+    # worker processes draw "a", this process draws "b": the same files either way
+    first = write_fundus_dataset(tmp_path / "a", n=3, seed=5, image_size=96, num_workers=2)
+    second = write_fundus_dataset(tmp_path / "b", n=3, seed=5, image_size=96, num_workers=0)
     write_fundus_dataset(tmp_path / "c", n=3, seed=6, image_size=96)
     files_a, files_b, files_c = (_file_bytes(tmp_path / name) for name in "abc")
 

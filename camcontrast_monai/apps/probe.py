@@ -119,10 +119,12 @@ def embed_images(
 def probe_bundle_encoders(
     bundle: Path, encoders: Mapping[str, str | Path], out_dir: Path, n_splits: int = PROBE_SPLITS, seed: int = 0,
     overrides: Mapping[str, Any] | None = None, encoder_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    n_jobs: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     """Embed the bundle's probe images with each encoder file and probe every task; returns what ``probes.json`` holds.
 
-    ``encoder_overrides`` adds config values for single encoders (e.g. ``encoder_name`` of a ResNet baseline).
+    ``encoder_overrides`` adds config values for single encoders (e.g. ``encoder_name`` of a ResNet baseline);
+    ``n_jobs`` processes score the splits (see :func:`~camcontrast_monai.metrics.probes.probe_encoders`).
     """
     from camcontrast_monai.metrics.probes import probe_encoders
     from camcontrast_monai.report.probes import results_as_lists
@@ -138,7 +140,8 @@ def probe_bundle_encoders(
     }  # fmt: skip
     results = {
         task.name: probe_encoders(
-            features, task, n_splits=n_splits, test_fraction=PROBE_TEST_FRACTION, seed=seed, groups=data.groups
+            features, task, n_splits=n_splits, test_fraction=PROBE_TEST_FRACTION, seed=seed, groups=data.groups,
+            n_jobs=n_jobs,
         )
         for task in data.tasks
     }  # fmt: skip
@@ -192,10 +195,12 @@ PROBED_ENCODERS = ("camcontrast", "random", "stage 1")
 PROBE_BASELINES = PROBED_ENCODERS[1:]  # what the demos compare CAMContrast with
 
 
-def probe_demo_encoders(bundle: Path, out_dir: Path, overrides: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def probe_demo_encoders(
+    bundle: Path, out_dir: Path, overrides: Mapping[str, Any], seed: int, n_jobs: int = 1
+) -> dict[str, Any]:
     """Probe a demo's three encoders on the same splits: its CAMContrast encoder (``overrides["encoder_path"]``),
-    a random one (``seed``) and its stage-1 classifier's (``out_dir/runs/stage1/classifier.pt``); writes
-    ``out_dir/runs/probes/probes.json``."""
+    a random one (``seed``) and its stage-1 classifier's (``out_dir/runs/stage1/classifier.pt``), the splits
+    scored by ``n_jobs`` processes; writes ``out_dir/runs/probes/probes.json``."""
     probe_dir = out_dir / "runs" / "probes"
     classifier = out_dir / "runs" / "stage1" / "classifier.pt"
     encoders = {
@@ -203,7 +208,7 @@ def probe_demo_encoders(bundle: Path, out_dir: Path, overrides: Mapping[str, Any
         "random": export_encoder(bundle, probe_dir / "encoders" / "random.pt", None, seed, overrides),
         "stage 1": export_encoder(bundle, probe_dir / "encoders" / "stage1.pt", classifier, overrides=overrides),
     }
-    return probe_bundle_encoders(bundle, encoders, probe_dir, seed=seed, overrides=overrides)
+    return probe_bundle_encoders(bundle, encoders, probe_dir, seed=seed, overrides=overrides, n_jobs=n_jobs)
 
 
 def write_probe_section(summary: Mapping[str, Any], report_dir: Path, method: str, baselines: Sequence[str]) -> list[str]:

@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import make_scorer
@@ -205,9 +206,28 @@ def resampled_splits(
     return list(ShuffleSplit(n_splits, test_size=test_fraction, random_state=seed).split(placeholder))
 
 
+def _score_split(
+    task: ProbeTask, features: Mapping[str, np.ndarray], train: np.ndarray, test: np.ndarray, probes: Sequence[str],
+    seed: int,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """One split's scores: ``{probe: {encoder: score}}`` plus the trivial predictor's."""
+    fitters = {"linear": linear_probe, "knn": knn_probe}
+    train_y, test_y = task.labels[train], task.labels[test]
+    scores = {"trivial": {"trivial": probe_score(task, test_y, trivial_probe(task, train_y, len(test)))}}
+    # the fits are tiny: BLAS and OpenMP threads only add overhead, and their spin-waiting slows a
+    # training run that shares the cores many times over (seen beside stage 2 on 2 cores)
+    with threadpool_limits(limits=1):
+        for probe in probes:
+            scores[probe] = {
+                name: probe_score(task, test_y, fitters[probe](task, array[train], train_y, array[test], seed=seed))
+                for name, array in features.items()
+            }
+    return scores
+
+
 def probe_encoders(
     features: Mapping[str, np.ndarray], task: ProbeTask, n_splits: int = 20, test_fraction: float = 0.3, seed: int = 0,
-    probes: Sequence[str] = PROBES, groups: Sequence | None = None,
+    probes: Sequence[str] = PROBES, groups: Sequence | None = None, n_jobs: int = 1,
 ) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
     """Score every encoder's features with every probe on the same ``n_splits`` resampled splits.
 
@@ -217,6 +237,7 @@ def probe_encoders(
         n_splits, test_fraction, seed, groups: the resampled splits (see :func:`resampled_splits`), shared
             by every encoder and probe.
         probes: any of ``"linear"``, ``"knn"``.
+        n_jobs: processes that score the splits (joblib); the scores do not depend on it.
 
     Returns:
         ``{probe: {encoder: (n_splits,) scores}}`` plus ``{"trivial": {"trivial": (n_splits,) scores}}``:
@@ -230,21 +251,18 @@ def probe_encoders(
             raise ValueError(
                 f"encoder {name!r}: {np.asarray(array).shape[0]} feature rows for {len(task.labels)} labels"
             )
-    fitters = {"linear": linear_probe, "knn": knn_probe}
-    splits = resampled_splits(task, n_splits, test_fraction, seed, groups)
+    features = {name: np.asarray(array, dtype=np.float64) for name, array in features.items()}
+    jobs = (
+        delayed(_score_split)(task, features, train, test, probes, seed + split)
+        for split, (train, test) in enumerate(resampled_splits(task, n_splits, test_fraction, seed, groups))
+    )
+    by_split = Parallel(n_jobs=n_jobs)(jobs)  # n_jobs=1: in this process, one split after another
     scores: dict[str, dict[str, list[float]]] = {probe: {name: [] for name in features} for probe in probes}
     scores["trivial"] = {"trivial": []}
-    # the fits are tiny: BLAS and OpenMP threads only add overhead, and their spin-waiting slows a
-    # training run that shares the cores many times over (seen beside stage 2 on 2 cores)
-    with threadpool_limits(limits=1):
-        for split, (train, test) in enumerate(splits):
-            train_y, test_y = task.labels[train], task.labels[test]
-            scores["trivial"]["trivial"].append(probe_score(task, test_y, trivial_probe(task, train_y, len(test))))
-            for name, array in features.items():
-                array = np.asarray(array, dtype=np.float64)
-                for probe in probes:
-                    predicted = fitters[probe](task, array[train], train_y, array[test], seed=seed + split)
-                    scores[probe][name].append(probe_score(task, test_y, predicted))
+    for split_scores in by_split:
+        for probe, by_name in split_scores.items():
+            for name, value in by_name.items():
+                scores[probe][name].append(value)
     return {
         probe: {name: np.asarray(values) for name, values in by_name.items()}
         for probe, by_name in scores.items()

@@ -47,9 +47,13 @@ arguments give byte-identical files.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -333,12 +337,15 @@ def write_fundus_dataset(
     image_size: int = 256,
     class_ratio: float = 0.8,
     image_format: str = "png",
+    num_workers: int | None = None,
 ) -> dict:
     """Write ``n`` synthetic fundus photographs with masks and annotation sheets under ``out_dir``.
 
     Image ``i`` is eye ``("left", "right")[i % 2]`` of patient ``i // 2`` and is drawn from the stream
-    ``SeedSequence([seed, 0, i])``, so it does not depend on ``n``; which images are normal is a seeded
-    choice of exactly ``class_counts(n, class_ratio)[0]`` indices. Layout::
+    ``SeedSequence([seed, 0, i])``, so it does not depend on ``n`` or on ``num_workers``; which images are
+    normal is a seeded choice of exactly ``class_counts(n, class_ratio)[0]`` indices. ``num_workers``
+    processes draw the images (default: one per CPU core, at most 8; 0 draws them in this process): a
+    448-px photograph costs about 0.2 s of one core. Layout::
 
         images/{pid}_{left|right}.{png|jpg}
         masks/{MA,HE,EX,SE,OD,OC,vessels}/{stem}.png   8-bit, 0/255
@@ -358,10 +365,16 @@ def write_fundus_dataset(
 
     class_rng = np.random.Generator(np.random.PCG64([seed, _CLASS_STREAM, n]))
     normal_indices = set(class_rng.choice(n, size=n_normal, replace=False).tolist())
-    records = [
-        _write_photograph(out_dir, seed, index, image_size, index not in normal_indices, image_format)
-        for index in range(n)
-    ]
+    draw = functools.partial(_write_photograph, out_dir, seed, image_size=image_size, image_format=image_format)
+    abnormal = [index not in normal_indices for index in range(n)]
+    workers = min(os.cpu_count() or 1, 8) if num_workers is None else num_workers
+    if workers > 1 and n > 1:
+        # fork: the drawing code is numpy and PIL only, and a forked worker starts without re-importing the package
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with ProcessPoolExecutor(min(workers, n), mp_context=context) as pool:
+            records = list(pool.map(draw, range(n), abnormal, chunksize=max(1, n // (4 * workers))))
+    else:
+        records = list(map(draw, range(n), abnormal))
     _write_sheets(out_dir, records, seed)
 
     manifest = {
@@ -1048,7 +1061,7 @@ def _rounded(point: tuple[float, float]) -> list[float]:
 
 
 def _write_photograph(
-    out_dir: Path, seed: int, index: int, image_size: int, abnormal: bool, image_format: str
+    out_dir: Path, seed: int, index: int, abnormal: bool, image_size: int, image_format: str
 ) -> dict:
     """Draw image ``index`` of the data set, write it and its masks; return its manifest record."""
     patient_id, eye = index // 2, EYES[index % 2]

@@ -229,7 +229,8 @@ def run_setting(
         if run.name == "stage1":
             common.update(setting.after_stage1)
     announce("frozen-feature probes of the random, stage-1 and CAMContrast encoders")
-    probe_demo_encoders(bundle, out_dir, {**common, **setting.probe_overrides(plan)}, seed)
+    # the probe fits are independent per split: the loader workers' share of the cores scores them
+    probe_demo_encoders(bundle, out_dir, {**common, **setting.probe_overrides(plan)}, seed, n_jobs=max(1, num_workers))
     for run in downstream:
         announce(run.what)
         workflows[run.name] = run_step(bundle, run, common)

@@ -71,6 +71,8 @@ class FundusDemoPlan(FundusSizes):
     label_fraction: float
     # the synthetic photographs are written at this multiple of ``image_size`` and resized on loading, as real ones are
     source_scale: int = dataclasses.field(default=2, kw_only=True)
+    # stage 1 and fine-tuning load in the main process (see SMALL_EPOCH_LOADING); False gives them the loader workers
+    main_process_loading: bool = dataclasses.field(default=True, kw_only=True)
 
 
 FULL = FundusDemoPlan(
@@ -97,6 +99,7 @@ GPU = FundusDemoPlan(
     stage1_epochs=10, stage1_batch_size=32, pretrain_epochs=30, pretrain_batch_size=120, pretrain_lr=0.003,
     cls_image_size=448, cls_crop_size=384, seg_image_size=448, finetune_epochs=12, finetune_batch_size=16,
     seg_tasks=("lesions",), label_fraction=1.0, source_scale=1, autocast_dtype="auto", channels_last=True,
+    main_process_loading=False,
 )  # fmt: skip
 
 
@@ -106,6 +109,7 @@ GPU = FundusDemoPlan(
 # 0.46 -> 0.67 without workers; stage 1 0.49 -> 0.66 without workers, or -> 0.66 with its images cached.
 # Stage 2 keeps its workers (its epochs are 50 batches, and they cut crops beside the step). Without workers the
 # augmentation draws come from the main process's seeded transforms: as repeatable, but not the draws of a worker run.
+# The GPU preset keeps the workers everywhere: there an epoch is 25+ batches of 448-px images and the step is fast.
 SMALL_EPOCH_LOADING = {"train#dataloader#num_workers": 0}
 STAGE1_CACHE = {"train#dataset#cache_rate": 1.0}
 
@@ -128,7 +132,8 @@ class FundusDemo(DemoSetting):
 
     def pretraining_runs(self, plan: FundusDemoPlan) -> list[BundleRun]:
         stage1, *rest = super().pretraining_runs(plan)
-        return [dataclasses.replace(stage1, overrides={**stage1.overrides, **SMALL_EPOCH_LOADING, **STAGE1_CACHE}), *rest]
+        loading = SMALL_EPOCH_LOADING if plan.main_process_loading else {}
+        return [dataclasses.replace(stage1, overrides={**stage1.overrides, **loading, **STAGE1_CACHE}), *rest]
 
     def probe_overrides(self, plan: FundusDemoPlan) -> dict[str, Any]:
         return {"image_size": plan.cls_image_size}
@@ -139,7 +144,7 @@ class FundusDemo(DemoSetting):
             for init in INITS:
                 finetune = {
                     "init": init, "label_fraction": plan.label_fraction, "finetune_epochs": plan.finetune_epochs,
-                    **SMALL_EPOCH_LOADING,
+                    **(SMALL_EPOCH_LOADING if plan.main_process_loading else {}),
                 }  # fmt: skip
                 if task == "grading":
                     config = "finetune_cls.json"
