@@ -34,7 +34,9 @@ def test_cxr_segmentation_gets_the_same_steps_at_every_fraction():
     assert (full["finetune_epochs"], full["val_interval"]) == (plan.seg_epochs, 1)
     assert (quarter["finetune_epochs"], quarter["val_interval"]) == (4 * plan.seg_epochs, 4)
     linear = setting.task_overrides("chestxray14", plan, 3, 0.25)
-    assert linear == {"image_size": 96, "crop_size": 96, "finetune_epochs": plan.linear_epochs}
+    assert linear == {
+        "image_size": 96, "crop_size": 96, "finetune_epochs": plan.linear_epochs, "finetune_weight_decay": 0.01,
+    }  # fmt: skip
 
 
 def test_mri_seeds_are_folds_over_one_holdout_and_its_trivial_auc_is_one_half(tmp_path):

@@ -137,7 +137,10 @@ class CXRCompareSetting(CompareSetting):
     def task_overrides(self, task: str, plan: CXRComparePlan, seed: int, fraction: float) -> dict[str, Any]:
         size = plan.downstream_size
         if task == "chestxray14":
-            return {"image_size": size, "crop_size": size, "finetune_epochs": plan.linear_epochs}
+            return {
+                "image_size": size, "crop_size": size, "finetune_epochs": plan.linear_epochs,
+                "finetune_weight_decay": plan.linear_weight_decay,
+            }  # fmt: skip
         # a fraction f trains seg_epochs / f epochs, validating every 1 / f, so every fraction gets the same steps and
         # validations (the demo's rule); no loader workers: starting them every short epoch cost more than they saved
         return {
@@ -151,7 +154,8 @@ class CXRCompareSetting(CompareSetting):
     def describe(self, plan: CXRComparePlan) -> str:
         return (
             f"{plan.n_chestxray14} ChestX-ray14-like pretraining images at {plan.image_size} px; downstream at "
-            f"{plan.downstream_size} px: linear evaluation (frozen encoder, linear head) {plan.linear_epochs} epochs on "
+            f"{plan.downstream_size} px: linear evaluation (frozen encoder, linear head) {plan.linear_epochs} epochs, weight decay "
+            f"{plan.linear_weight_decay:g}, on "
             f"the same images' official-style split, pneumothorax segmentation on {plan.n_siim} SIIM-ACR-like DICOMs "
             f"for the steps of {plan.seg_epochs} epochs at 100 % of the labels"
         )
