@@ -114,6 +114,11 @@ SMALL_EPOCH_LOADING = {"train#dataloader#num_workers": 0}
 STAGE1_CACHE = {"train#dataset#cache_rate": 1.0}
 
 
+def _loading_overrides(plan: FundusDemoPlan) -> dict[str, Any]:
+    """Stage 1's and fine-tuning's loader overrides: SMALL_EPOCH_LOADING unless the plan keeps the workers."""
+    return SMALL_EPOCH_LOADING if plan.main_process_loading else {}
+
+
 class FundusDemo(DemoSetting):
     """Fundus photographs: ODIR-like pretraining, IDRiD-like grading and lesion segmentation."""
 
@@ -132,8 +137,8 @@ class FundusDemo(DemoSetting):
 
     def pretraining_runs(self, plan: FundusDemoPlan) -> list[BundleRun]:
         stage1, *rest = super().pretraining_runs(plan)
-        loading = SMALL_EPOCH_LOADING if plan.main_process_loading else {}
-        return [dataclasses.replace(stage1, overrides={**stage1.overrides, **loading, **STAGE1_CACHE}), *rest]
+        overrides = {**stage1.overrides, **_loading_overrides(plan), **STAGE1_CACHE}
+        return [dataclasses.replace(stage1, overrides=overrides), *rest]
 
     def probe_overrides(self, plan: FundusDemoPlan) -> dict[str, Any]:
         return {"image_size": plan.cls_image_size}
@@ -144,7 +149,7 @@ class FundusDemo(DemoSetting):
             for init in INITS:
                 finetune = {
                     "init": init, "label_fraction": plan.label_fraction, "finetune_epochs": plan.finetune_epochs,
-                    **(SMALL_EPOCH_LOADING if plan.main_process_loading else {}),
+                    **_loading_overrides(plan),
                 }  # fmt: skip
                 if task == "grading":
                     config = "finetune_cls.json"
