@@ -122,8 +122,14 @@ def test_the_wheel_carries_every_module_and_every_bundle_file(tmp_path):
     pytest.importorskip("setuptools")
     if shutil.which("git") is None:
         pytest.skip("git is needed to list the tracked files")
-    source = tmp_path / "source"  # a copy, so the build writes no build/ or egg-info into the checkout
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "runs", "*.pt"))
+    # a copy of what a clean clone holds, so the build writes no build/ or egg-info into the checkout (copying the
+    # whole checkout also copied the virtual environments in it: CI's .ci-venv, a developer's .venv)
+    source = tmp_path / "source"
+    for name in tracked_files("."):
+        if not (REPO / name).is_file():
+            continue  # deleted in this checkout but not yet in git
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
         capture_output=True, text=True,
