@@ -124,8 +124,8 @@ def test_the_wheel_carries_every_module_and_every_bundle_file(tmp_path):
         pytest.skip("git is needed to list the tracked files")
     # a copy of what a clean clone holds, so the build writes no build/ or egg-info into the checkout (copying the
     # whole checkout also copied the virtual environments in it: CI's .ci-venv, a developer's .venv)
-    source = tmp_path / "source"
-    for name in tracked_files("."):
+    source, listed = tmp_path / "source", tracked_files(".")
+    for name in listed:
         if not (REPO / name).is_file():
             continue  # deleted in this checkout but not yet in git
         (source / name).parent.mkdir(parents=True, exist_ok=True)
@@ -137,8 +137,8 @@ def test_the_wheel_carries_every_module_and_every_bundle_file(tmp_path):
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = tmp_path.glob("*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    modules = {name for name in tracked_files(PACKAGE) if name.endswith(".py")}
-    bundles = {f"{PACKAGE}/{name}" for name in tracked_files("bundles")}
+    modules = {name for name in listed if name.startswith(f"{PACKAGE}/") and name.endswith(".py")}
+    bundles = {f"{PACKAGE}/{name}" for name in listed if name.startswith("bundles/")}
     assert modules - shipped == set(), "add the missing packages to [tool.setuptools] packages in pyproject.toml"
     assert bundles - shipped == set(), "add the missing bundle files to [tool.setuptools.package-data]"
     assert f"{PACKAGE}/schemas/meta_schema.json" in shipped
